@@ -8,13 +8,22 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_torch_save", "append_jsonl"]
+__all__ = [
+    "append_jsonl",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "load_torch_file",
+]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -49,6 +58,23 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torch_file(path: str | Path, *, what: str) -> Any:
+    """``torch.load(weights_only=True)`` on CPU; a missing, truncated or foreign file raises ``InputError``.
+
+    ``what`` names the expected content in the message (e.g. "a frugalseg model file").
+    """
+    from frugalseg.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: missing (expected {what})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: unreadable or corrupt, expected {what} ({first_line})") from error
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:

@@ -45,10 +45,12 @@ def create_model(name: str, *, in_channels: int = 1, num_classes: int = 2, **kwa
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(_REGISTRY))}")
     if in_channels < 1 or num_classes < 2:
-        raise ValueError(f"expected in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+        raise ValueError(
+            f"expected in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}"
+        )
     return _REGISTRY[name](in_channels=in_channels, num_classes=num_classes, **kwargs)
 
 
 def _load_builtin_models() -> None:
     """Import the modules whose decorators fill the registry (kept lazy: no work at package import)."""
-    from frugalseg.models import effl0, unet  # noqa: F401
+    from frugalseg.models import effl0, sqa, unet  # noqa: F401

@@ -6,6 +6,7 @@ LeakyReLU; strided-convolution down-sampling; bilinear up-sampling plus skip con
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -34,7 +35,8 @@ class ConvBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +98,9 @@ class UNet(nn.Module):
         super().__init__()
         self.channels = tuple(channels)
         stages = [ConvBlock(in_channels, channels[0])]
-        stages += [ConvBlock(c_in, c_out, stride=2) for c_in, c_out in zip(channels[:-1], channels[1:], strict=True)]
+        stages += [
+            ConvBlock(c_in, c_out, stride=2) for c_in, c_out in itertools.pairwise(channels)
+        ]
         self.encoder = nn.ModuleList(stages)
         self.decoder = UNetDecoder(channels, list(reversed(channels[:-1])), dropout=dropout)
         self.head = nn.Conv2d(channels[0], num_classes, 1)

@@ -1,0 +1,215 @@
+"""LiteMedSAM (Ma et al., MedSAM-on-laptop baseline): TinyViT image encoder + SAM prompt encoder and decoder.
+
+:class:`LiteMedSAM` is the network, working in its 256x256 input frame; :class:`LiteMedSAMSegmenter` is the
+:class:`~frugalseg.foundation.protocol.PromptableSegmenter` around it, mapping original images and prompts to
+that frame and masks back (see :mod:`frugalseg.foundation.preprocess` for the exact steps).
+
+Weights come only from the local cache (``frugalseg weights fetch litemedsam``), verified by sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from frugalseg.errors import InputError
+from frugalseg.foundation.preprocess import (
+    boxes_to_model_frame,
+    image_to_model_input,
+    logits_to_original,
+    points_to_model_frame,
+)
+from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
+from frugalseg.foundation.sam_mask_decoder import MaskDecoder
+from frugalseg.foundation.sam_prompt_encoder import PromptEncoder
+from frugalseg.foundation.tiny_vit import TinyViT
+
+__all__ = ["IMAGE_SIZE", "MODEL_ID", "LiteMedSAM", "LiteMedSAMSegmenter"]
+
+MODEL_ID = "litemedsam"
+IMAGE_SIZE = 256
+"""Side of the square model input frame."""
+
+
+class LiteMedSAM(nn.Module):
+    """The LiteMedSAM network (``image_encoder``, ``prompt_encoder``, ``mask_decoder``), randomly initialised.
+
+    Args:
+        seed: seeds the prompt encoder's random Fourier matrix (other parameters use torch's default init).
+    """
+
+    def __init__(self, *, seed: int = 0) -> None:
+        super().__init__()
+        self.image_encoder = TinyViT()
+        self.prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64),
+                                            input_image_size=(IMAGE_SIZE, IMAGE_SIZE), mask_in_chans=16, seed=seed)
+        self.mask_decoder = MaskDecoder(transformer_dim=256, num_multimask_outputs=3)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], *, source: str = "state_dict") -> LiteMedSAM:
+        """Build the network and load ``state_dict`` strictly; the result is in eval mode.
+
+        Raises:
+            InputError: keys or shapes differ from the LiteMedSAM architecture (``source`` names the origin).
+        """
+        model = cls()
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "mismatch")
+            raise InputError(f"{source} does not match the LiteMedSAM architecture: {detail[:300]}") from error
+        return model.eval()
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Image embedding. Shape: ``(B, 3, 256, 256)`` in [0, 1] -> ``(B, 256, 64, 64)``."""
+        return self.image_encoder(x)
+
+    def decode(self, features: torch.Tensor, *, boxes: torch.Tensor | None = None,
+               points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
+               multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits for ``N`` objects of one image, prompts in the 256x256 input frame (differentiable).
+
+        Shape:
+            features: ``(1, 256, 64, 64)``; boxes: ``(N, 4)`` xyxy (max inclusive); points: ``(N, K, 2)`` xy;
+            point_labels: ``(N, K)``. Returns logits ``(N, M, 256, 256)`` and predicted IoU ``(N, M)``.
+        """
+        point_pair = None
+        if points is not None:
+            if point_labels is None:
+                raise ValueError("decode: points need point_labels")
+            point_pair = (points, point_labels)
+        sparse, dense = self.prompt_encoder(points=point_pair, boxes=boxes, masks=None)
+        return self.mask_decoder(features, self.prompt_encoder.get_dense_pe(), sparse, dense,
+                                 multimask_output=multimask_output)
+
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """One box per image: ``(B, 3, 256, 256)``, ``(B, 4)`` -> low-resolution logits ``(B, 1, 256, 256)``."""
+        features = self.encode_image(x)
+        sparse, dense = self.prompt_encoder(boxes=boxes)
+        logits, _ = self.mask_decoder(features, self.prompt_encoder.get_dense_pe(), sparse, dense)
+        return logits
+
+    def decoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the prompt encoder and mask decoder (what is fine-tuned with a frozen encoder)."""
+        yield from self.prompt_encoder.parameters()
+        yield from self.mask_decoder.parameters()
+
+
+class LiteMedSAMSegmenter:
+    """Promptable segmenter over :class:`LiteMedSAM`: ``encode`` once per image, ``predict`` per prompt set.
+
+    The model is put in eval mode; ``encode`` and ``predict`` run without gradients. To fine-tune, train
+    ``segmenter.model.decoder_parameters()`` through :meth:`LiteMedSAM.decode` on cached embeddings.
+
+    Args:
+        model: the network.
+        weights_sha256: sha256 of the checkpoint it was loaded from; ``None`` fingerprints the image encoder's
+            parameters instead (what the embeddings depend on).
+        device: where the model runs.
+        max_objects_per_batch: objects decoded together (bounds memory for many prompts).
+    """
+
+    def __init__(self, model: LiteMedSAM, *, weights_sha256: str | None = None, device: str | torch.device = "cpu",
+                 max_objects_per_batch: int = 16) -> None:
+        if max_objects_per_batch < 1:
+            raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.max_objects_per_batch = max_objects_per_batch
+        self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
+
+    @classmethod
+    def from_cache(cls, cache: str | Path | None = None, device: str | torch.device = "cpu") -> LiteMedSAMSegmenter:
+        """Load the verified LiteMedSAM weights from the local weights cache.
+
+        Raises:
+            InputError: the weights are not cached (``run: frugalseg weights fetch litemedsam``), or the cached
+                file fails its sha256 check or does not match the architecture.
+        """
+        from frugalseg.weights import weights_path, weights_spec
+
+        path = weights_path(MODEL_ID, cache=cache)
+        return cls.from_checkpoint(path, sha256=weights_spec(MODEL_ID).sha256, device=device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, sha256: str,
+                        device: str | torch.device = "cpu") -> LiteMedSAMSegmenter:
+        """Load a LiteMedSAM checkpoint file after verifying its ``sha256`` (e.g. a fine-tuned copy).
+
+        Raises:
+            InputError: missing file, wrong sha256, unreadable file, or a state_dict of another architecture.
+        """
+        from frugalseg.weights import load_state_dict
+
+        state = load_state_dict(path, sha256=sha256)
+        model = LiteMedSAM.from_state_dict(state, source=f"weights file {path}")
+        return cls(model, weights_sha256=sha256.lower(), device=device)
+
+    @property
+    def model_id(self) -> str:
+        return MODEL_ID
+
+    @property
+    def weights_sha256(self) -> str:
+        return self._weights_sha256
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        """Embed one image (``(H, W)`` grey or ``(H, W, 3/4)`` colour, any numeric dtype).
+
+        Raises:
+            InputError: the image has an unsupported shape or dtype, or non-finite values.
+        """
+        x, resized = image_to_model_input(image, image_size=IMAGE_SIZE)
+        with torch.no_grad():
+            features = self.model.encode_image(x.to(self.device))
+        original = (int(np.shape(image)[0]), int(np.shape(image)[1]))
+        return Embedding(features=features, original_size=original, resized_size=resized, model_id=MODEL_ID)
+
+    def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
+        """One mask per object (``multimask_output=False``), at the original image size, on the CPU.
+
+        Raises:
+            InputError: the embedding comes from another model, or a prompt leaves the image.
+        """
+        if embedding.model_id != MODEL_ID:
+            raise InputError(f"embedding of model {embedding.model_id!r} given to {MODEL_ID}; encode the image again")
+        prompts.check_inside(embedding.original_size)
+        original = embedding.original_size
+        boxes = None if prompts.boxes is None else boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE)
+        points = labels = None
+        if prompts.points is not None and prompts.point_labels is not None:
+            points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
+            labels = torch.from_numpy(np.asarray(prompts.point_labels, dtype=np.int64))
+        features = embedding.features.to(self.device, torch.float32)
+        all_logits, all_scores = [], []
+        step = self.max_objects_per_batch
+        with torch.no_grad():
+            for start in range(0, prompts.num_objects, step):
+                part = slice(start, start + step)
+                low_res, iou = self.model.decode(
+                    features,
+                    boxes=None if boxes is None else boxes[part].to(self.device),
+                    points=None if points is None else points[part].to(self.device),
+                    point_labels=None if labels is None else labels[part].to(self.device),
+                )
+                logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
+                all_logits.append(logits.cpu())
+                all_scores.append(iou[:, 0].float().cpu())
+        logits = torch.cat(all_logits)
+        return MaskPrediction(masks=logits > 0, scores=torch.cat(all_scores), logits=logits)
+
+
+def _fingerprint(module: nn.Module) -> str:
+    """sha256 over the names, shapes and values of a module's state_dict (a weights identity)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype};".encode())
+        digest.update(value.numpy().tobytes() if value.dtype != torch.bfloat16 else value.float().numpy().tobytes())
+    return digest.hexdigest()

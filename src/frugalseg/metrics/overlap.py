@@ -1,0 +1,111 @@
+"""Overlap metrics: Dice and Jaccard on boolean masks (numpy) and a batched Dice on label maps (torch).
+
+Empty-mask rule, everywhere in this module: when prediction and target are both empty the score is
+``1.0`` (nothing to find, nothing found); when exactly one is empty it is ``0.0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from frugalseg.data.case import IGNORE
+from frugalseg.metrics._checks import as_mask, check_pair
+
+__all__ = ["batch_dice", "dice_score", "jaccard_score"]
+
+
+def _counts(pred: np.ndarray, target: np.ndarray, valid_mask: np.ndarray | None) -> tuple[int, int, int]:
+    """Return ``(|pred ∩ target|, |pred|, |target|)`` over the valid pixels."""
+    p = as_mask(pred, "pred")
+    t = as_mask(target, "target")
+    check_pair(p, t)
+    if valid_mask is not None:
+        v = as_mask(valid_mask, "valid_mask")
+        check_pair(p, v)
+        p = p & v
+        t = t & v
+    return int(np.count_nonzero(p & t)), int(np.count_nonzero(p)), int(np.count_nonzero(t))
+
+
+def dice_score(pred: np.ndarray, target: np.ndarray, *, valid_mask: np.ndarray | None = None) -> float:
+    """Dice coefficient ``2|P ∩ T| / (|P| + |T|)`` of two masks, in ``[0, 1]``.
+
+    Empty rule: both masks empty (over the valid pixels) gives ``1.0``; exactly one empty gives ``0.0``.
+
+    Args:
+        pred: predicted mask; non-zero is foreground.
+        target: reference mask; non-zero is foreground.
+        valid_mask: optional mask of the pixels that count; pixels outside it are ignored in both masks.
+
+    Returns:
+        The Dice score as a Python float.
+
+    Shape:
+        ``pred``, ``target``, ``valid_mask``: ``(H, W)``.
+    """
+    inter, n_pred, n_target = _counts(pred, target, valid_mask)
+    total = n_pred + n_target
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def jaccard_score(pred: np.ndarray, target: np.ndarray, *, valid_mask: np.ndarray | None = None) -> float:
+    """Jaccard index (intersection over union) ``|P ∩ T| / |P ∪ T|`` of two masks, in ``[0, 1]``.
+
+    Empty rule: both masks empty (over the valid pixels) gives ``1.0``; exactly one empty gives ``0.0``.
+
+    Args:
+        pred: predicted mask; non-zero is foreground.
+        target: reference mask; non-zero is foreground.
+        valid_mask: optional mask of the pixels that count; pixels outside it are ignored in both masks.
+
+    Returns:
+        The Jaccard index as a Python float.
+
+    Shape:
+        ``pred``, ``target``, ``valid_mask``: ``(H, W)``.
+    """
+    inter, n_pred, n_target = _counts(pred, target, valid_mask)
+    union = n_pred + n_target - inter
+    return 1.0 if union == 0 else inter / union
+
+
+def batch_dice(pred_labels: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> torch.Tensor:
+    """Per-image, per-foreground-class Dice of two label-map batches (for validation during training).
+
+    Pixels where ``target == IGNORE`` (255) are excluded from both maps. Empty rule per image and class:
+    class absent from both gives ``1.0``; present in exactly one gives ``0.0``. Predicted values outside
+    ``[0, num_classes)`` belong to no class. No gradient flows (label maps are discrete).
+
+    Args:
+        pred_labels: predicted class indices (e.g. ``logits.argmax(1)``).
+        target: reference class indices, ``IGNORE`` where unlabelled.
+        num_classes: number of classes including background (class 0, which is not scored).
+
+    Returns:
+        Float32 Dice scores on the device of ``pred_labels``; column ``c - 1`` holds class ``c``.
+
+    Shape:
+        ``pred_labels``, ``target``: ``(B, H, W)`` integer. Output: ``(B, num_classes - 1)``.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if pred_labels.ndim != 3 or pred_labels.shape != target.shape:
+        raise ValueError(
+            f"pred_labels and target must both be (B, H, W), got {tuple(pred_labels.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    if pred_labels.is_floating_point() or target.is_floating_point():
+        raise ValueError(
+            f"pred_labels and target must hold integer class indices, got {pred_labels.dtype} "
+            f"and {target.dtype}"
+        )
+    target = target.to(pred_labels.device)
+    valid = (target != IGNORE).unsqueeze(1)  # (B, 1, H, W)
+    classes = torch.arange(1, num_classes, device=pred_labels.device).view(1, -1, 1, 1)
+    p = (pred_labels.unsqueeze(1) == classes) & valid  # (B, C-1, H, W)
+    t = target.unsqueeze(1) == classes
+    inter = (p & t).sum(dim=(2, 3)).to(torch.float32)
+    total = (p.sum(dim=(2, 3)) + t.sum(dim=(2, 3))).to(torch.float32)
+    dice = 2.0 * inter / total.clamp_min(1.0)
+    return torch.where(total == 0, torch.ones_like(dice), dice)

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny datasets built in code, and the location of the real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from frugalseg.data.case import Case, Dataset
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def real_data_root() -> Path:
+    """``FRUGAL_DATA`` or ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("FRUGAL_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def disc_case(index: int, *, size: int = 48, seed: int = 0) -> Case:
+    """A noisy grey image holding a bright disc (class 1) and a dim ring around it (class 2)."""
+    rng = np.random.default_rng(seed + index)
+    rows, cols = np.mgrid[:size, :size]
+    centre = size / 2 + rng.uniform(-4, 4, size=2)
+    radius = np.hypot(rows - centre[0], cols - centre[1])
+    inner, outer = rng.uniform(6, 9), rng.uniform(12, 15)
+    label = np.where(radius < inner, 1, np.where(radius < outer, 2, 0)).astype(np.uint8)
+    image = np.choose(label, [40, 200, 120]).astype(np.float32) + rng.normal(0, 12, (size, size))
+    return Case(
+        case_id=f"disc{index:03d}",
+        subject_id=f"s{index // 2:03d}",
+        image=np.clip(image, 0, 255).astype(np.uint8),
+        label=label,
+        spacing=(0.5, 0.5),
+    )
+
+
+@pytest.fixture
+def disc_dataset() -> Dataset:
+    """Sixteen disc cases of eight subjects, three classes."""
+    return Dataset(
+        cases=[disc_case(i) for i in range(16)],
+        class_names=["background", "inner", "ring"],
+        source_format="test",
+        root="discs",
+    )
