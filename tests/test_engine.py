@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from skimage.draw import ellipse
 
 from frugalseg.data.case import IGNORE
 from frugalseg.data.images import read_mask, write_image_png
@@ -15,11 +16,12 @@ from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig, load_config
 from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import SegmentationModel
-from frugalseg.engine.postprocess import clean_label_map
+from frugalseg.engine.postprocess import apply_postprocess, choose_postprocess, moment_ellipse
 from frugalseg.engine.predict import predict_folder
 from frugalseg.engine.preprocess import image_to_tensor, label_to_tensor
 from frugalseg.engine.train import train
 from frugalseg.errors import InputError
+from frugalseg.metrics import dice_score
 
 TINY = TrainConfig(model="unet_test", size=32, epochs=2, batch_size=4, lr=1e-2, val_fraction=0.25, patience=0)
 
@@ -61,14 +63,34 @@ def test_augmentation_is_replayed_by_seed_and_keeps_label_values() -> None:
     assert set(first[1].unique().tolist()) <= {0, 1, 2, IGNORE}
 
 
-def test_clean_label_map_keeps_largest_component_and_fills_background_holes() -> None:
+def test_largest_component_postprocess_fills_background_holes_only() -> None:
     label = np.zeros((20, 20), dtype=np.uint8)
     label[2:12, 2:12] = 1
     label[5:7, 5:7] = 0  # a background hole
     label[8:10, 8:10] = 2  # a nested class, not to be overwritten
     label[15:17, 15:17] = 1  # a stray small component
-    cleaned = clean_label_map(label, classes=[1])
+    cleaned = apply_postprocess(label, {1: "largest"})
     assert cleaned[5, 5] == 1 and cleaned[8, 8] == 2 and cleaned[15, 15] == 0
+
+
+def test_moment_ellipse_recovers_a_noisy_ellipse() -> None:
+    truth = np.zeros((120, 160), dtype=bool)
+    rows, cols = ellipse(60, 80, 30, 50, shape=truth.shape, rotation=0.4)
+    truth[rows, cols] = True
+    noisy = truth.copy()
+    noisy[::7, ::5] = False  # speckled holes
+    noisy[5:9, 5:9] = True  # a stray blob
+    fitted = moment_ellipse(noisy)
+    assert dice_score(fitted, truth) > max(0.98, dice_score(noisy, truth))
+
+
+def test_choose_postprocess_prefers_none_unless_it_helps() -> None:
+    truth = np.zeros((30, 30), dtype=np.uint8)
+    truth[5:20, 5:20] = 1
+    stray = truth.copy()
+    stray[25:28, 25:28] = 1
+    assert choose_postprocess([truth], [truth], num_classes=2, score=dice_score) == {1: "none"}
+    assert choose_postprocess([stray], [truth], num_classes=2, score=dice_score)[1] == "largest"
 
 
 def test_config_round_trip_and_schema_check(tmp_path: Path) -> None:
@@ -139,10 +161,6 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path, disc_dataset) -> None:
 def test_training_is_deterministic_by_seed(tmp_path: Path, disc_dataset) -> None:
     train(disc_dataset, TINY, tmp_path / "a")
     train(disc_dataset, TINY, tmp_path / "b")
-    log_a = [
-        json.loads(line)["train_loss"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()
-    ]
-    log_b = [
-        json.loads(line)["train_loss"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()
-    ]
+    log_a = [json.loads(line)["train_loss"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(line)["train_loss"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert log_a == pytest.approx(log_b, rel=1e-5)

@@ -56,9 +56,7 @@ def rand_target(b: int = B, h: int = H, w: int = W, *, num_classes: int = C, see
     return torch.randint(0, num_classes, (b, h, w), generator=g)
 
 
-def hard_logits(
-    target: torch.Tensor, num_classes: int, *, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
+def hard_logits(target: torch.Tensor, num_classes: int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Logits whose softmax is the one-hot of ``target`` (to ~exp(-BIG))."""
     return BIG * F.one_hot(target.long(), num_classes).permute(0, 3, 1, 2).to(dtype)
 
@@ -110,9 +108,7 @@ def test_partial_ce_excludes_ignore_and_invalid_pixels() -> None:
 def test_partial_ce_sum_is_sum_of_items_and_gradcheck() -> None:
     logits, target = rand_logits(B, C, H, W), rand_target()
     target[:, 0] = IGNORE
-    items = sum(
-        partial_cross_entropy(logits[i : i + 1], target[i : i + 1], reduction="sum") for i in range(B)
-    )
+    items = sum(partial_cross_entropy(logits[i : i + 1], target[i : i + 1], reduction="sum") for i in range(B))
     torch.testing.assert_close(partial_cross_entropy(logits, target, reduction="sum"), items)
     small = rand_logits(1, 3, 3, 3, dtype=torch.float64).requires_grad_(True)
     small_target = rand_target(1, 3, 3)
@@ -279,9 +275,7 @@ def test_box_tightness_batch_gradients_and_validation() -> None:
     small_boxes = [[Box(xmin=1, ymin=0, xmax=3, ymax=2, label=1)]]
     for smooth_max in ("softmax", "quasimax", "logsumexp"):
         small = rand_logits(1, 2, 3, 4, dtype=torch.float64, seed=3).requires_grad_(True)
-        assert gradcheck(
-            lambda x, s=smooth_max: box_tightness_loss(x, small_boxes, smooth_max=s, alpha=2.0), (small,)
-        )
+        assert gradcheck(lambda x, s=smooth_max: box_tightness_loss(x, small_boxes, smooth_max=s, alpha=2.0), (small,))
     with pytest.raises(ValueError, match="one list of boxes per image"):
         box_tightness_loss(logits, boxes[:1])
     with pytest.raises(ValueError, match="label 3"):
@@ -492,9 +486,7 @@ def test_crf_loss_zero_when_constant_and_smaller_on_image_edges() -> None:
     along_edge = hard_logits(rect_target(8, 8, (4, 0, 8, 8)), 2)
     across_flat = hard_logits(rect_target(8, 8, (0, 4, 8, 8)), 2)
     for downsample in (1, 2):
-        assert crf_loss(along_edge, image, downsample=downsample) < crf_loss(
-            across_flat, image, downsample=downsample
-        )
+        assert crf_loss(along_edge, image, downsample=downsample) < crf_loss(across_flat, image, downsample=downsample)
 
 
 def test_crf_loss_gating_batch_gradients_and_validation() -> None:
@@ -550,9 +542,7 @@ def test_total_variation_analytic_batch_and_gradients() -> None:
     assert total_variation_loss(hard, valid_mask=valid).item() < 1e-12
     logits = rand_logits(B, C, H, W).requires_grad_(True)
     total = total_variation_loss(logits, reduction="sum")
-    torch.testing.assert_close(
-        total, sum(total_variation_loss(logits[i : i + 1], reduction="sum") for i in range(B))
-    )
+    torch.testing.assert_close(total, sum(total_variation_loss(logits[i : i + 1], reduction="sum") for i in range(B)))
     assert total_variation_loss(logits, reduction="none").shape == (B,)
     torch.testing.assert_close(TotalVariationLoss()(logits), total / B)
     assert_grad_ok(total, logits)
@@ -589,13 +579,9 @@ def test_marginal_ce_equals_ce_when_all_classes_annotated(reduction: str) -> Non
     logits, target = rand_logits(B, C, H, W), rand_target()
     annotated = torch.ones(B, C, dtype=torch.bool)
     expected = F.cross_entropy(logits, target, reduction=reduction)
-    torch.testing.assert_close(
-        marginal_cross_entropy(logits, target, annotated, reduction=reduction), expected
-    )
+    torch.testing.assert_close(marginal_cross_entropy(logits, target, annotated, reduction=reduction), expected)
     annotated[:, 0] = False  # background column is ignored
-    torch.testing.assert_close(
-        marginal_cross_entropy(logits, target, annotated, reduction=reduction), expected
-    )
+    torch.testing.assert_close(marginal_cross_entropy(logits, target, annotated, reduction=reduction), expected)
 
 
 def test_marginal_ce_merges_unannotated_classes_into_background() -> None:
@@ -665,8 +651,6 @@ def test_exclusion_dice_analytic_and_combined_loss() -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     combined = MarginalExclusionLoss(exclusion_weight=0.5, smooth=1e-9)(logits, target, annotated)
     torch.testing.assert_close(combined, math.log(3) + 0.5 * loss)
-    torch.testing.assert_close(
-        ExclusionLoss(mode="ce")(logits, target, annotated), torch.tensor(-math.log(2 / 3))
-    )
+    torch.testing.assert_close(ExclusionLoss(mode="ce")(logits, target, annotated), torch.tensor(-math.log(2 / 3)))
     with pytest.raises(ValueError, match="mode='l1'"):
         exclusion_loss(logits, target, annotated, mode="l1")  # type: ignore[arg-type]

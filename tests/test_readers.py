@@ -85,8 +85,15 @@ def test_binary_mask_becomes_zero_one(tmp_path: Path) -> None:
 def test_corrupt_image_names_file(tmp_path: Path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
-    with pytest.raises(InputError, match=r"broken\.png"):
+    with pytest.raises(InputError, match=r"broken\.png") as info:
         read_image(bad)
+    assert "\n" not in str(info.value)
+    good = tmp_path / "good.png"
+    write_image_png(good, np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(InputError, match=r"truncated\.png"):
+        read_image(truncated)
     with pytest.raises(InputError, match=r"missing\.png"):
         read_image(tmp_path / "missing.png")
 
@@ -191,9 +198,7 @@ def test_ph2_like_folder(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     diagnoses = {"IMD001": 0, "IMD002": 2, "IMD003": 1}
     for index, name in enumerate(diagnoses):
-        write_image_png(
-            tmp_path / "images" / f"{name}.png", rng.integers(0, 256, (12, 14, 3), dtype=np.uint8)
-        )
+        write_image_png(tmp_path / "images" / f"{name}.png", rng.integers(0, 256, (12, 14, 3), dtype=np.uint8))
         mask = _square(12, 1, 1, 3 + index, 255)[:, :12]
         mask = np.pad(mask, ((0, 0), (0, 2)))
         Image.fromarray(mask).save(tmp_path / "lesion_masks" / f"{name}_lesion.png")
@@ -473,9 +478,7 @@ def test_dicom_series_order_and_spacing(tmp_path: Path) -> None:
     # file names in the reverse order of the slice positions; instance numbers scrambled too
     for file_index, (z, instance) in enumerate([(10.0, 2), (5.0, 3), (0.0, 1)]):
         pixels = np.full((6, 4), int(z) + 100, np.uint16)
-        _write_dicom(
-            tmp_path / "series" / f"im{file_index}.dcm", pixels=pixels, z=z, instance=instance, series_uid=uid
-        )
+        _write_dicom(tmp_path / "series" / f"im{file_index}.dcm", pixels=pixels, z=z, instance=instance, series_uid=uid)
     assert detect_format(tmp_path) == "dicom"
     dataset = read_dicom(tmp_path)
     assert [case.case_id for case in dataset.cases] == ["P7_3_z000", "P7_3_z001", "P7_3_z002"]

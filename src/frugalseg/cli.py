@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,7 +17,8 @@ from rich.table import Table
 from frugalseg.errors import InputError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Accurate segmentation for the least annotation effort."
+    add_completion=False,
+    pretty_exceptions_enable=False, no_args_is_help=True, help="Accurate segmentation for the least annotation effort."
 )
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
@@ -239,16 +239,8 @@ def _print_report(report: dict[str, Any], *, title: str = "evaluation") -> None:
 def main() -> None:
     """Entry point: bad input prints one line and exits with status 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = typer.main.get_command(app)
     try:
-        status = command.main(prog_name="frugalseg", standalone_mode=False)
+        app(prog_name="frugalseg")
     except InputError as error:
         console.print(f"[red]error[/red]: {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    sys.exit(status if isinstance(status, int) else 0)

@@ -60,9 +60,7 @@ def _read_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
             if not row or not any(cell.strip() for cell in row):
                 continue
             if len(row) < len(header):
-                raise InputError(
-                    f"box table {csv_path} line {line} has {len(row)} fields; expected {len(header)}"
-                )
+                raise InputError(f"box table {csv_path} line {line} has {len(row)} fields; expected {len(header)}")
             rows.append((line, {name: row[i].strip() for i, name in enumerate(header)}))
     return rows
 
@@ -123,17 +121,13 @@ def read_box_csv(root: str | Path) -> Dataset:
             image_path = folder / filename
             first_line = by_file[filename][0][0] if filename in by_file else 0
             if not image_path.is_file():
-                raise InputError(
-                    f"box table {csv_path} line {first_line} names {filename}, which is not in {folder}"
-                )
+                raise InputError(f"box table {csv_path} line {first_line} names {filename}, which is not in {folder}")
             image = read_image(image_path)
             height, width = image.shape[:2]
             boxes: list[Box] = []
             for line, row in by_file.get(filename, []):
                 values = {column: _number(row[column], csv_path, line, column) for column in _COLUMNS[4:]}
-                values.update(
-                    {column: _number(row[column], csv_path, line, column) for column in _COLUMNS[1:3]}
-                )
+                values.update({column: _number(row[column], csv_path, line, column) for column in _COLUMNS[1:3]})
                 if (values["width"], values["height"]) != (width, height):
                     raise InputError(
                         f"box table {csv_path} line {line}: {filename} is {width}x{height} but the row says "

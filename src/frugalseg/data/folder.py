@@ -88,9 +88,7 @@ def _match_masks(image_paths: list[Path], mask_dir: Path | None) -> dict[str, Pa
             orphans.append(mask.name)
             continue
         if owner in matched:
-            raise InputError(
-                f"image {owner} has two masks, {matched[owner]} and {mask}; expected one mask per image"
-            )
+            raise InputError(f"image {owner} has two masks, {matched[owner]} and {mask}; expected one mask per image")
         matched[owner] = mask
     if orphans and not matched:
         raise InputError(
@@ -106,9 +104,7 @@ def _match_masks(image_paths: list[Path], mask_dir: Path | None) -> dict[str, Pa
 def _read_class_names(path: Path) -> list[str]:
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(names) < 2:
-        raise InputError(
-            f"{path} lists {len(names)} class names; expected background first and at least one more"
-        )
+        raise InputError(f"{path} lists {len(names)} class names; expected background first and at least one more")
     return names
 
 
@@ -221,8 +217,7 @@ def read_folder(root: str | Path) -> Dataset:
         class_names = _read_class_names(classes_path)
         if max_label >= len(class_names):
             raise InputError(
-                f"masks in {root} hold class {max_label} but {classes_path} names only "
-                f"{len(class_names)} classes"
+                f"masks in {root} hold class {max_label} but {classes_path} names only {len(class_names)} classes"
             )
     elif max_label <= 1:
         class_names = ["background", "foreground"]

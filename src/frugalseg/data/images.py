@@ -95,9 +95,7 @@ def read_image(path: str | Path) -> np.ndarray:
         image = image.convert("RGB")
     array = np.asarray(image)
     if array.ndim not in (2, 3):
-        raise InputError(
-            f"cannot read image {path}: expected a 2D image, got an array of shape {array.shape}"
-        )
+        raise InputError(f"cannot read image {path}: expected a 2D image, got an array of shape {array.shape}")
     return _grey_if_equal(np.ascontiguousarray(array, dtype=np.uint8))
 
 
@@ -182,9 +180,7 @@ def _palette() -> list[int]:
         (240, 50, 230),
         (210, 245, 60),
     ]
-    colours = [
-        base[i] if i < len(base) else ((i * 53) % 256, (i * 97) % 256, (i * 193) % 256) for i in range(256)
-    ]
+    colours = [base[i] if i < len(base) else ((i * 53) % 256, (i * 97) % 256, (i * 193) % 256) for i in range(256)]
     colours[IGNORE] = (255, 255, 255)
     return [channel for colour in colours for channel in colour]
 

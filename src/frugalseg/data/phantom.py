@@ -72,9 +72,7 @@ def _polar_grid(size: int, fov_mm: float) -> tuple[np.ndarray, np.ndarray, np.nd
     return out
 
 
-def _texture(
-    modes: tuple[tuple[float, float, float, float], ...], r: np.ndarray, theta: np.ndarray
-) -> np.ndarray:
+def _texture(modes: tuple[tuple[float, float, float, float], ...], r: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Smooth field ``sum a cos(k_t theta + k_r r + phase)`` on the polar grid, as one matrix product."""
     amp, kt, kr, phase = (np.array(v, dtype=np.float64) for v in zip(*modes, strict=True))
     radial = kr[None, :] * r[:, None] + phase[None, :]
@@ -204,7 +202,7 @@ def render_frame(
     # Catheter: no echo inside, bright ring-down just outside.
     cath = geometry.catheter_radius_mm
     inner = int(np.searchsorted(r, cath))
-    ring_rows = slice(inner, int(min(np.searchsorted(r, cath + 0.4), n_r)))
+    ring_rows = slice(inner, int(np.searchsorted(r, cath + 0.4)))
     below = rr[ring_rows] - cath
     level[:inner] = 0.0
     level[ring_rows] += 0.7 * np.exp(-below / 0.06) * (0.75 + 0.25 * np.cos(2 * np.pi * below / 0.08))

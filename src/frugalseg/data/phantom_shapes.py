@@ -286,8 +286,7 @@ def _build_frame(p: dict[str, np.ndarray], *, fov_mm: float, catheter_radius_mm:
 
     def _texture(amp: str, kt: str, kr: str, ph: str) -> tuple[tuple[float, float, float, float], ...]:
         return tuple(
-            (float(a), float(b), float(c), float(d))
-            for a, b, c, d in zip(p[amp], p[kt], p[kr], p[ph], strict=True)
+            (float(a), float(b), float(c), float(d)) for a, b, c, d in zip(p[amp], p[kt], p[kr], p[ph], strict=True)
         )
 
     return FrameGeometry(
@@ -308,9 +307,7 @@ def _random_walk(rng: np.random.Generator, n: int, step: float, size: int | None
     return start + np.cumsum(rng.normal(0.0, step, size=shape), axis=0)
 
 
-def _texture_modes(
-    rng: np.random.Generator, n_keys: int, prefix: str, kr_max: float
-) -> dict[str, np.ndarray]:
+def _texture_modes(rng: np.random.Generator, n_keys: int, prefix: str, kr_max: float) -> dict[str, np.ndarray]:
     m = _NUM_TEXTURE_MODES
     amp = rng.uniform(0.2, 1.0, size=m) / np.sqrt(m / 2)
     return {
@@ -351,7 +348,7 @@ def sample_pullback_geometry(
     burden0 = rng.uniform(0.3, 0.6)
     calc_bias = rng.normal(-0.2, 0.6)
     params: dict[str, np.ndarray] = {
-        "vessel_radius": rv0 * np.exp(rng.normal(0.0, 0.06, size=n_keys)),
+        "vessel_radius": np.clip(rv0 * np.exp(rng.normal(0.0, 0.06, size=n_keys)), 1.8 * scale, 3.1 * scale),
         "vessel_coeffs": rng.normal(0.0, 0.07, size=(n_keys, h)) * damp,
         "burden": np.clip(burden0 + rng.normal(0.0, 0.08, size=n_keys), 0.12, 0.72),
         "lumen_coeffs": rng.normal(0.0, 0.14, size=(n_keys, h)) * damp,

@@ -80,9 +80,7 @@ def detect_format(path: str | Path) -> str:
         raise InputError(f"dataset path {root} is a file; expected a folder with one of: {_LAYOUTS}")
     if not any(root.iterdir()):
         raise InputError(f"dataset folder {root} is empty; expected one of: {_LAYOUTS}")
-    if any((root / name).is_dir() for name in ("training_set", "test_set")) and any(
-        root.glob("*pixel_size*.csv")
-    ):
+    if any((root / name).is_dir() for name in ("training_set", "test_set")) and any(root.glob("*pixel_size*.csv")):
         return "hc18"
     if find_echoplaque_xml(root) is not None or any(
         find_echoplaque_xml(sub) is not None for sub in root.iterdir() if sub.is_dir()
@@ -122,9 +120,7 @@ def read_dataset(path: str | Path, *, format: str | None = None) -> Dataset:
     if format is None:
         format = detect_format(path)
     if format not in FORMATS:
-        raise InputError(
-            f"unknown dataset format '{format}' for {path}; expected one of {', '.join(FORMATS)}"
-        )
+        raise InputError(f"unknown dataset format '{format}' for {path}; expected one of {', '.join(FORMATS)}")
     if format == "phantom":
         if not _is_phantom(path):
             raise InputError(f"format 'phantom' takes 'phantom[:N[:SIZE]]', got {path}")

@@ -11,9 +11,7 @@ from frugalseg.data.case import Case, Dataset
 __all__ = ["split_by_subject", "train_test"]
 
 
-def split_by_subject(
-    cases: Sequence[Case], *, holdout_fraction: float, seed: int
-) -> tuple[list[Case], list[Case]]:
+def split_by_subject(cases: Sequence[Case], *, holdout_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
     """Split cases into a kept and a held-out part, by subject.
 
     With two or more subjects, subjects are drawn in an order shuffled with ``seed`` and each is held out
@@ -71,9 +69,7 @@ def split_by_subject(
     )
 
 
-def train_test(
-    dataset: Dataset, *, holdout_fraction: float = 0.2, seed: int = 0
-) -> tuple[list[Case], list[Case]]:
+def train_test(dataset: Dataset, *, holdout_fraction: float = 0.2, seed: int = 0) -> tuple[list[Case], list[Case]]:
     """The dataset's train and test cases.
 
     When any case has ``split == "test"`` (the source's own held-out split), those cases are the test part and

@@ -46,15 +46,11 @@ def _load_nifti(path: Path, *, as_label: bool) -> tuple[np.ndarray, tuple[float,
         data = np.asanyarray(image.dataobj) if as_label else image.get_fdata(dtype=np.float32)
         zooms = tuple(float(z) for z in image.header.get_zooms())
     except Exception as exc:  # nibabel raises many types on bad files
-        raise InputError(
-            f"cannot read NIfTI {path}: {str(exc).splitlines()[0] if str(exc) else exc}"
-        ) from None
+        raise InputError(f"cannot read NIfTI {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if data.ndim == 2:
         data = data[:, :, None]
     if data.ndim not in (3, 4):
-        raise InputError(
-            f"NIfTI {path} has {data.ndim} dimensions; expected a 2D, 3D or 4D (x, y, z, c) volume"
-        )
+        raise InputError(f"NIfTI {path} has {data.ndim} dimensions; expected a 2D, 3D or 4D (x, y, z, c) volume")
     return data, zooms
 
 
@@ -65,9 +61,7 @@ def _label_volume(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if tuple(data.shape) != shape:
         raise InputError(f"label volume {path} has shape {tuple(data.shape)} but its image has shape {shape}")
     values = np.unique(data)
-    bad = values[
-        (values != np.round(values)) | (values < 0) | ((values > MAX_CLASS_INDEX) & (values != IGNORE))
-    ]
+    bad = values[(values != np.round(values)) | (values < 0) | ((values > MAX_CLASS_INDEX) & (values != IGNORE))]
     if bad.size:
         shown = ", ".join(f"{v:g}" for v in bad[:8].astype(float))
         raise InputError(
@@ -87,17 +81,13 @@ def _nifti_groups(image_dir: Path) -> dict[str, list[Path]]:
     return {name: [path for _, path in sorted(files)] for name, files in groups.items()}
 
 
-def _volume_cases(
-    name: str, images: list[Path], label_path: Path | None, split: str | None
-) -> Iterator[Case]:
+def _volume_cases(name: str, images: list[Path], label_path: Path | None, split: str | None) -> Iterator[Case]:
     volumes = [_load_nifti(path, as_label=False) for path in images]
     data, zooms = volumes[0]
     if len(volumes) > 1:
         shapes = {v[0].shape for v in volumes}
         if len(shapes) > 1:
-            raise InputError(
-                f"channel files of volume {name} ({images[0]}, ...) differ in shape: {sorted(shapes)}"
-            )
+            raise InputError(f"channel files of volume {name} ({images[0]}, ...) differ in shape: {sorted(shapes)}")
         data = np.stack([v[0] for v in volumes], axis=-1)
     spatial = tuple(int(s) for s in data.shape[:3])
     label = _label_volume(label_path, spatial) if label_path is not None else None
@@ -254,9 +244,7 @@ def read_dicom(root: str | Path) -> Dataset:
         try:
             dataset = pydicom.dcmread(path)
         except Exception as exc:
-            raise InputError(
-                f"cannot read DICOM {path}: {str(exc).splitlines()[0] if str(exc) else exc}"
-            ) from None
+            raise InputError(f"cannot read DICOM {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
         if "PixelData" not in dataset:
             continue
         uid = str(getattr(dataset, "SeriesInstanceUID", "") or f"folder:{path.parent}")
@@ -307,6 +295,4 @@ def read_dicom(root: str | Path) -> Dataset:
                 index += 1
     if not cases:
         raise InputError(f"the .dcm files under {root} hold no image pixel data")
-    return Dataset(
-        cases=cases, class_names=["background", "foreground"], source_format="dicom", root=str(root)
-    )
+    return Dataset(cases=cases, class_names=["background", "foreground"], source_format="dicom", root=str(root))

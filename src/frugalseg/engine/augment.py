@@ -71,9 +71,7 @@ def apply_augmentation(
     """
     grid = F.affine_grid(params.theta, list(images.shape), align_corners=False)
     low = images.amin(dim=(1, 2, 3), keepdim=True)
-    warped = (
-        F.grid_sample(images - low, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + low
-    )
+    warped = F.grid_sample(images - low, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + low
     shifted = (labels + 1).unsqueeze(1).float()  # 0 marks "outside the source image"
     warped_labels = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     warped_labels = warped_labels.squeeze(1).long() - 1

@@ -26,9 +26,7 @@ QUICK_MAX_TRAIN = 48
 QUICK_MAX_TEST = 16
 
 
-def held_out_split(
-    dataset: Dataset, *, seed: int, test_fraction: float = 0.2
-) -> tuple[list[Case], list[Case]]:
+def held_out_split(dataset: Dataset, *, seed: int, test_fraction: float = 0.2) -> tuple[list[Case], list[Case]]:
     """The dataset's own test split when it has one, else ``test_fraction`` of the subjects."""
     labelled = [case for case in dataset.cases if case.label is not None]
     test = [case for case in labelled if case.split == "test"]
@@ -62,9 +60,7 @@ def bench_supervised(
         dataclasses.replace(dataset, cases=train_cases),
         config,
         run_dir,
-        progress=lambda r: log(
-            f"epoch {r['epoch']:3d}  val Dice {r['val_dice']:.4f}  ({r['seconds']:.0f} s)"
-        ),
+        progress=lambda r: log(f"epoch {r['epoch']:3d}  val Dice {r['val_dice']:.4f}  ({r['seconds']:.0f} s)"),
     )
     report = evaluate_model(SegmentationModel.load(run_dir), test_cases)
     output = {

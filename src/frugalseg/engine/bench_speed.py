@@ -37,9 +37,7 @@ def monai_unet(in_channels: int, num_classes: int) -> nn.Module:
     )
 
 
-def measure_throughput(
-    model: nn.Module, *, size: int, batch: int, repeats: int, num_classes: int
-) -> dict[str, float]:
+def measure_throughput(model: nn.Module, *, size: int, batch: int, repeats: int, num_classes: int) -> dict[str, float]:
     """Images per second for a training step (forward, Dice+CE, backward, AdamW) and for inference."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 1, size, size, generator=generator)
@@ -83,8 +81,7 @@ def bench_speed(
 ) -> dict[str, Any]:
     """Measure every model at every size and write the results to ``json_path``."""
     builders: dict[str, Callable[[], nn.Module]] = {
-        name: (lambda name=name: create_model(name, in_channels=1, num_classes=num_classes))
-        for name in OUR_MODELS
+        name: (lambda name=name: create_model(name, in_channels=1, num_classes=num_classes)) for name in OUR_MODELS
     }
     builders["monai_unet"] = lambda: monai_unet(1, num_classes)
     repeats = 2 if quick else 5
@@ -93,9 +90,7 @@ def bench_speed(
         for size in sizes:
             torch.manual_seed(0)
             model = build()
-            rates = measure_throughput(
-                model, size=size, batch=batch, repeats=repeats, num_classes=num_classes
-            )
+            rates = measure_throughput(model, size=size, batch=batch, repeats=repeats, num_classes=num_classes)
             params = sum(p.numel() for p in model.parameters())
             results.append({"model": name, "size": size, "batch": batch, "params": params, **rates})
             log(

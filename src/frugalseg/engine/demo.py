@@ -23,15 +23,11 @@ DEMO_CONFIG = TrainConfig(model="unet_small", size=96, epochs=12, batch_size=16,
 HELD_OUT_PULLBACK = "p03"
 
 
-def run_demo(
-    out_dir: str | Path, *, log: Callable[[str], Any] = print, num_frames: int = 200
-) -> dict[str, Any]:
+def run_demo(out_dir: str | Path, *, log: Callable[[str], Any] = print, num_frames: int = 200) -> dict[str, Any]:
     """Train on three phantom pullbacks, evaluate on the fourth, write overlays and ``metrics.json``."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    phantom = make_phantom_dataset(
-        num_frames=num_frames, size=192, seed=0, frames_per_pullback=num_frames // 4
-    )
+    phantom = make_phantom_dataset(num_frames=num_frames, size=192, seed=0, frames_per_pullback=num_frames // 4)
     train_set = Dataset(
         cases=[c for c in phantom.cases if c.subject_id != HELD_OUT_PULLBACK],
         class_names=phantom.class_names,

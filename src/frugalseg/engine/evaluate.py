@@ -44,9 +44,7 @@ def evaluate_model(
         for case, prediction in zip(chunk, predictions, strict=True):
             assert case.label is not None
             if int(case.label[case.label != 255].max(initial=0)) >= model.num_classes:
-                raise InputError(
-                    f"case {case.case_id}: label values exceed the model's {model.num_classes} classes"
-                )
+                raise InputError(f"case {case.case_id}: label values exceed the model's {model.num_classes} classes")
             row = case_metrics(
                 prediction,
                 case.label,
@@ -63,8 +61,7 @@ def evaluate_model(
     if ivus_rows:
         report["ivus"] = {
             structure: {
-                name: float(np.nanmean([r[structure][name] for r in ivus_rows]))
-                for name in ivus_rows[0][structure]
+                name: float(np.nanmean([r[structure][name] for r in ivus_rows])) for name in ivus_rows[0][structure]
             }
             for structure in ivus_rows[0]
         }

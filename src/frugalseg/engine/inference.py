@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from frugalseg.atomic import load_torch_file
-from frugalseg.engine.postprocess import clean_label_map
+from frugalseg.engine.postprocess import apply_postprocess
 from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities
 from frugalseg.errors import InputError
 from frugalseg.models import create_model
@@ -32,7 +32,7 @@ class SegmentationModel:
     in_channels: int
     class_names: list[str]
     flip_tta: bool = True
-    cleaned_classes: list[int] = field(default_factory=list)
+    postprocess: dict[int, str] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -47,7 +47,7 @@ class SegmentationModel:
             "in_channels": self.in_channels,
             "class_names": self.class_names,
             "flip_tta": self.flip_tta,
-            "cleaned_classes": self.cleaned_classes,
+            "postprocess": self.postprocess,
         }
 
     @classmethod
@@ -75,7 +75,7 @@ class SegmentationModel:
             in_channels=bundle["in_channels"],
             class_names=list(bundle["class_names"]),
             flip_tta=bundle.get("flip_tta", True),
-            cleaned_classes=list(bundle.get("cleaned_classes", [])),
+            postprocess={int(k): v for k, v in bundle.get("postprocess", {}).items()},
         )
 
     @torch.inference_mode()
@@ -92,16 +92,12 @@ class SegmentationModel:
             probabilities = (probabilities + flipped) / 2
         return probabilities
 
-    def predict_probabilities(
-        self, images: Sequence[np.ndarray], *, batch_size: int = 16
-    ) -> list[np.ndarray]:
+    def predict_probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> list[np.ndarray]:
         """Class probabilities at each image's original size, ``(num_classes, H, W)`` float32 each."""
         results: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            batch = torch.stack(
-                [image_to_tensor(im, size=self.size, in_channels=self.in_channels) for im in chunk]
-            )
+            batch = torch.stack([image_to_tensor(im, size=self.size, in_channels=self.in_channels) for im in chunk])
             probabilities = self.network_probabilities(batch)
             for image, probs in zip(chunk, probabilities, strict=True):
                 shape = (int(image.shape[0]), int(image.shape[1]))
@@ -109,15 +105,10 @@ class SegmentationModel:
         return results
 
     def labels_from_probabilities(self, probabilities: np.ndarray, *, clean: bool = True) -> np.ndarray:
-        """Argmax label map ``(H, W)`` uint8, with the chosen connected-component clean-up."""
+        """Argmax label map ``(H, W)`` uint8, with the post-processing chosen on validation when ``clean``."""
         label = probabilities.argmax(axis=0).astype(np.uint8)
-        if clean and self.cleaned_classes:
-            label = clean_label_map(label, classes=self.cleaned_classes)
-        return label
+        return apply_postprocess(label, self.postprocess) if clean else label
 
     def predict(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> list[np.ndarray]:
         """Label maps ``(H, W)`` uint8 at each image's original size."""
-        return [
-            self.labels_from_probabilities(p)
-            for p in self.predict_probabilities(images, batch_size=batch_size)
-        ]
+        return [self.labels_from_probabilities(p) for p in self.predict_probabilities(images, batch_size=batch_size)]

@@ -25,14 +25,10 @@ def overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None 
     if truth is not None:
         rgb[find_boundaries(truth, mode="inner") & (truth != 255)] = TRUTH_COLOUR
     for cls in range(1, int(prediction.max(initial=0)) + 1):
-        rgb[find_boundaries(prediction == cls, mode="inner")] = PREDICTION_COLOURS[
-            (cls - 1) % len(PREDICTION_COLOURS)
-        ]
+        rgb[find_boundaries(prediction == cls, mode="inner")] = PREDICTION_COLOURS[(cls - 1) % len(PREDICTION_COLOURS)]
     return rgb
 
 
-def write_overlay(
-    path: str | Path, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None
-) -> Path:
+def write_overlay(path: str | Path, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None) -> Path:
     """Write :func:`overlay` as a PNG (atomically)."""
     return write_image_png(path, overlay(image, prediction, truth))

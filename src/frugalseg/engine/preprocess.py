@@ -31,9 +31,7 @@ def image_to_tensor(image: np.ndarray, *, size: int, in_channels: int) -> torch.
             tensor = tensor.mean(dim=0, keepdim=True)
         else:
             raise InputError(f"image has {tensor.shape[0]} channels, the model expects {in_channels}")
-    tensor = F.interpolate(
-        tensor[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )[0]
+    tensor = F.interpolate(tensor[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     mean = tensor.mean(dim=(1, 2), keepdim=True)
     std = tensor.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
     return ((tensor - mean) / std).contiguous()

@@ -25,10 +25,11 @@ from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig, load_config
 from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import MODEL_FILE, SegmentationModel
+from frugalseg.engine.postprocess import choose_postprocess
 from frugalseg.engine.preprocess import stack_cases
 from frugalseg.errors import InputError
 from frugalseg.losses import dice_ce_loss
-from frugalseg.metrics import batch_dice
+from frugalseg.metrics import batch_dice, dice_score
 from frugalseg.models import create_model
 
 __all__ = ["TrainResult", "train", "training_cases"]
@@ -80,16 +81,10 @@ def train(
     )
     in_channels = max(case.channels for case in dataset.cases)
     num_classes = dataset.num_classes
-    images, labels = stack_cases(
-        fit_cases, size=config.size, in_channels=in_channels, num_classes=num_classes
-    )
-    val_images, val_labels = stack_cases(
-        val_cases, size=config.size, in_channels=in_channels, num_classes=num_classes
-    )
+    images, labels = stack_cases(fit_cases, size=config.size, in_channels=in_channels, num_classes=num_classes)
+    val_images, val_labels = stack_cases(val_cases, size=config.size, in_channels=in_channels, num_classes=num_classes)
 
-    network = create_model(
-        config.model, in_channels=in_channels, num_classes=num_classes, **_model_kwargs(config)
-    )
+    network = create_model(config.model, in_channels=in_channels, num_classes=num_classes, **_model_kwargs(config))
     model = SegmentationModel(
         network=network,
         model_name=config.model,
@@ -109,9 +104,7 @@ def train(
 
     while state["epoch"] < config.epochs and not (config.patience and state["stale"] >= config.patience):
         epoch_started = time.perf_counter()
-        train_loss = _train_epoch(
-            network, optimizer, scheduler, images, labels, config, generator, steps_per_epoch
-        )
+        train_loss = _train_epoch(network, optimizer, scheduler, images, labels, config, generator, steps_per_epoch)
         val_dice = _validation_dice(model, val_images, val_labels)
         state["epoch"] += 1
         improved = val_dice > state["best_dice"]
@@ -133,7 +126,7 @@ def train(
             progress({**record, "epochs": config.epochs})
 
     best = SegmentationModel.load(run_dir)
-    best.cleaned_classes = _choose_cleanup(best, val_cases)
+    best.postprocess = _choose_postprocess(best, val_cases)
     atomic_torch_save(run_dir / MODEL_FILE, best.bundle())
     val_report = evaluate_model(best, val_cases)
     seconds = time.perf_counter() - started
@@ -157,14 +150,10 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> Tra
     config_path = run_dir / "config.json"
     if resume:
         if not config_path.exists():
-            raise InputError(
-                f"{run_dir}: nothing to resume (no config.json); start a new run without --resume"
-            )
+            raise InputError(f"{run_dir}: nothing to resume (no config.json); start a new run without --resume")
         return load_config(config_path)
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError(
-            f"{run_dir}: already holds files; pass --resume to continue that run or choose another --out"
-        )
+        raise InputError(f"{run_dir}: already holds files; pass --resume to continue that run or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config_path, config.to_dict())
     return config
@@ -231,25 +220,12 @@ def _validation_dice(model: SegmentationModel, images: torch.Tensor, labels: tor
     return float(dice.nanmean())
 
 
-def _choose_cleanup(model: SegmentationModel, val_cases: Sequence[Case]) -> list[int]:
-    """Classes whose Dice on validation cases improves with largest-component clean-up."""
-    from frugalseg.metrics import dice_score
-
+def _choose_postprocess(model: SegmentationModel, val_cases: Sequence[Case]) -> dict[int, str]:
+    """Per-class post-processing that maximises validation Dice at the original resolution."""
     probabilities = model.predict_probabilities([case.image for case in val_cases])
-    chosen = []
-    for cls in range(1, model.num_classes):
-        raw, cleaned = [], []
-        for case, probs in zip(val_cases, probabilities, strict=True):
-            assert case.label is not None
-            label = model.labels_from_probabilities(probs, clean=False)
-            truth = case.label == cls
-            raw.append(dice_score(label == cls, truth))
-            from frugalseg.engine.postprocess import clean_label_map
-
-            cleaned.append(dice_score(clean_label_map(label, classes=[cls]) == cls, truth))
-        if np.mean(cleaned) > np.mean(raw):
-            chosen.append(cls)
-    return chosen
+    predictions = [model.labels_from_probabilities(p, clean=False) for p in probabilities]
+    truths = [case.label for case in val_cases if case.label is not None]
+    return choose_postprocess(predictions, truths, num_classes=model.num_classes, score=dice_score)
 
 
 def _save_checkpoint(
@@ -279,9 +255,7 @@ def _load_checkpoint(
     scheduler: Any,
     generator: torch.Generator,
 ) -> dict[str, Any]:
-    checkpoint = load_torch_file(
-        path, what="a training checkpoint; delete it to restart the run from scratch"
-    )
+    checkpoint = load_torch_file(path, what="a training checkpoint; delete it to restart the run from scratch")
     try:
         network.load_state_dict(checkpoint["network"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -289,9 +263,7 @@ def _load_checkpoint(
         generator.set_state(checkpoint["generator"])
         return dict(checkpoint["state"])
     except (RuntimeError, KeyError, EOFError, ValueError) as error:
-        raise InputError(
-            f"{path}: corrupt checkpoint ({error}); delete it to restart the run from scratch"
-        ) from error
+        raise InputError(f"{path}: corrupt checkpoint ({error}); delete it to restart the run from scratch") from error
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:

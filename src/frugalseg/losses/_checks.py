@@ -42,9 +42,7 @@ def check_logits(logits: torch.Tensor, *, min_classes: int = 2) -> tuple[int, in
         raise ValueError(f"logits dtype {logits.dtype}: expected a floating-point tensor")
     b, c, h, w = (int(s) for s in logits.shape)
     if c < min_classes:
-        raise ValueError(
-            f"logits shape {tuple(logits.shape)}: expected at least {min_classes} classes (dim 1)"
-        )
+        raise ValueError(f"logits shape {tuple(logits.shape)}: expected at least {min_classes} classes (dim 1)")
     return b, c, h, w
 
 

@@ -160,9 +160,7 @@ class BoxTightnessLoss(nn.Module):
         super().__init__()
         check_reduction(reduction)
         if smooth_max not in _SMOOTH_MAXIMA:
-            raise ValueError(
-                f"smooth_max={smooth_max!r}: expected one of {', '.join(map(repr, _SMOOTH_MAXIMA))}"
-            )
+            raise ValueError(f"smooth_max={smooth_max!r}: expected one of {', '.join(map(repr, _SMOOTH_MAXIMA))}")
         self.smooth_max: SmoothMax = smooth_max
         self.alpha = alpha
         self.negative_weight = negative_weight

@@ -53,9 +53,7 @@ def box_pixel_span(box: BoxLike, *, height: int, width: int) -> tuple[int, int, 
 def check_boxes(boxes: Sequence[Sequence[BoxLike]], *, batch_size: int, num_classes: int) -> None:
     """Raise ``ValueError`` unless ``boxes`` has one list per image and every box is well formed."""
     if isinstance(boxes, torch.Tensor) or len(boxes) != batch_size:
-        got = (
-            f"a tensor of shape {tuple(boxes.shape)}" if isinstance(boxes, torch.Tensor) else f"{len(boxes)}"
-        )
+        got = f"a tensor of shape {tuple(boxes.shape)}" if isinstance(boxes, torch.Tensor) else f"{len(boxes)}"
         raise ValueError(f"boxes: expected one list of boxes per image ({batch_size}), got {got}")
     for index, image_boxes in enumerate(boxes):
         for box in image_boxes:

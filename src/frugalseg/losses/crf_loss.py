@@ -74,12 +74,7 @@ def crf_loss(
     batch, _, height, width = check_logits(logits, min_classes=2)
     check_reduction(reduction)
     check_image(image, logits)
-    if (
-        isinstance(kernel_size, bool)
-        or not isinstance(kernel_size, int)
-        or kernel_size < 3
-        or kernel_size % 2 == 0
-    ):
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size={kernel_size!r}: expected an odd integer >= 3")
     if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
         raise ValueError(f"downsample={downsample!r}: expected an integer >= 1")

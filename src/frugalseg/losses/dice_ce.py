@@ -92,9 +92,7 @@ def dice_ce_loss(
         ``logits (B, C, H, W)``, ``target (B, H, W)`` int64, ``valid_mask (B, H, W)`` bool -> scalar.
     """
     ce = partial_cross_entropy(logits, target, valid_mask=valid_mask, reduction="mean")
-    dice = dice_loss(
-        logits, target, valid_mask=valid_mask, include_background=include_background, smooth=smooth
-    )
+    dice = dice_loss(logits, target, valid_mask=valid_mask, include_background=include_background, smooth=smooth)
     return ce_weight * ce + dice_weight * dice
 
 

@@ -154,9 +154,7 @@ def exclusion_loss(
         overlap = 2.0 * (exclusion * probs).sum(dim=(2, 3))
         per_class = overlap / (exclusion.sum(dim=(2, 3)) + probs.sum(dim=(2, 3)) + smooth)
     else:
-        per_class = -(log1mexp(log_probs) * exclusion).sum(dim=(2, 3)) / exclusion.sum(dim=(2, 3)).clamp_min(
-            1.0
-        )
+        per_class = -(log1mexp(log_probs) * exclusion).sum(dim=(2, 3)) / exclusion.sum(dim=(2, 3)).clamp_min(1.0)
     return reduce(per_class.mean(dim=1), reduction)
 
 
@@ -196,17 +194,13 @@ class MarginalCrossEntropy(nn.Module):
         annotated: torch.Tensor,
         valid_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return marginal_cross_entropy(
-            logits, target, annotated, valid_mask=valid_mask, reduction=self.reduction
-        )
+        return marginal_cross_entropy(logits, target, annotated, valid_mask=valid_mask, reduction=self.reduction)
 
 
 class ExclusionLoss(nn.Module):
     """Module form of :func:`exclusion_loss`; stores its options only."""
 
-    def __init__(
-        self, *, mode: ExclusionMode = "dice", smooth: float = 1e-5, reduction: Reduction = "mean"
-    ) -> None:
+    def __init__(self, *, mode: ExclusionMode = "dice", smooth: float = 1e-5, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
         if mode not in _MODES:
@@ -236,9 +230,7 @@ class ExclusionLoss(nn.Module):
 class MarginalExclusionLoss(nn.Module):
     """Module form of :func:`marginal_exclusion_loss`; stores its options only."""
 
-    def __init__(
-        self, *, exclusion_weight: float = 1.0, mode: ExclusionMode = "dice", smooth: float = 1e-5
-    ) -> None:
+    def __init__(self, *, exclusion_weight: float = 1.0, mode: ExclusionMode = "dice", smooth: float = 1e-5) -> None:
         super().__init__()
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r}: expected one of {', '.join(map(repr, _MODES))}")

@@ -75,7 +75,7 @@ def point_loss(
     points = labelled_mask(target, valid_mask)
     check_target(target, logits, valid=points)
     safe_target = torch.where(points, target.long(), torch.zeros_like(target, dtype=torch.long))
-    weights = torch.where(safe_target == 0, 1.0, 1.0).to(logits.dtype) * points.to(logits.dtype)
+    weights = torch.where(safe_target == 0, negative_weight, 1.0).to(logits.dtype) * points.to(logits.dtype)
     per_pixel = F.cross_entropy(logits, safe_target, reduction="none") * weights
     per_image = per_pixel.sum(dim=(1, 2)) / points.sum(dim=(1, 2)).clamp_min(1).to(logits.dtype)
     if size_lower is not None or size_upper is not None:

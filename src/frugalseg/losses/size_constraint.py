@@ -68,15 +68,11 @@ def quadratic_penalty(z: torch.Tensor) -> torch.Tensor:
     return torch.relu(z).square()
 
 
-def _check_bounds(
-    bound: torch.Tensor | None, name: str, shape: tuple[int, int], logits: torch.Tensor
-) -> None:
+def _check_bounds(bound: torch.Tensor | None, name: str, shape: tuple[int, int], logits: torch.Tensor) -> None:
     if bound is None:
         return
     if not isinstance(bound, torch.Tensor):
-        raise ValueError(
-            f"{name}: expected a torch.Tensor of shape (B, C) = {shape}, got {type(bound).__name__}"
-        )
+        raise ValueError(f"{name}: expected a torch.Tensor of shape (B, C) = {shape}, got {type(bound).__name__}")
     if tuple(bound.shape) != shape:
         raise ValueError(f"{name} shape {tuple(bound.shape)}: expected (B, C) = {shape}")
     if bound.dtype == torch.bool or bound.is_complex():
@@ -155,9 +151,7 @@ class SizeConstraintLoss(nn.Module):
     ``t`` is a plain attribute so a training loop can raise it between epochs.
     """
 
-    def __init__(
-        self, *, penalty: Penalty = "log_barrier", t: float = 5.0, reduction: Reduction = "mean"
-    ) -> None:
+    def __init__(self, *, penalty: Penalty = "log_barrier", t: float = 5.0, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
         if penalty not in _PENALTIES:
