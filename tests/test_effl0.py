@@ -111,7 +111,7 @@ def test_encoder_state_dict_rejects_wrong_checkpoint() -> None:
         encoder_state_dict(checkpoint)
     checkpoint = _synthetic_checkpoint()
     checkpoint["_blocks.2._project_conv.weight"] = torch.zeros(24, 143, 1, 1)
-    with pytest.raises(ValueError, match="_blocks.2._project_conv.weight has shape"):
+    with pytest.raises(ValueError, match=r"_blocks\.2\._project_conv\.weight has shape"):
         encoder_state_dict(checkpoint)
 
 
@@ -130,12 +130,15 @@ def test_same_padding_matches_tensorflow(size: int) -> None:
 
 
 def test_encoder_feature_shapes_on_odd_size() -> None:
-    features = EfficientNetLite0Encoder(1).eval()(torch.randn(1, 1, 100, 118))
-    expected = [(c, math.ceil(100 / 2**i), math.ceil(118 / 2**i)) for i, c in zip(range(1, 6), ENCODER_CHANNELS)]
+    with torch.no_grad():
+        features = EfficientNetLite0Encoder(1).eval()(torch.randn(1, 1, 37, 46))
+    strides = [2, 4, 8, 16, 32]
+    expected = [(c, math.ceil(37 / s), math.ceil(46 / s)) for s, c in zip(strides, ENCODER_CHANNELS, strict=True)]
     assert [tuple(f.shape[1:]) for f in features] == expected
 
 
-@pytest.mark.parametrize(("in_channels", "height", "width"), [(1, 64, 64), (3, 100, 120), (1, 33, 47)])
+# Inputs are padded to a multiple of 32, so these all run the encoder at 64 x 64 (cheap; one-time kernel set-up).
+@pytest.mark.parametrize(("in_channels", "height", "width"), [(1, 64, 64), (3, 33, 47), (1, 50, 60)])
 def test_unet_effl0_forward_backward(in_channels: int, height: int, width: int) -> None:
     torch.manual_seed(0)
     model = create_model("unet_effl0", in_channels=in_channels, num_classes=3)
@@ -153,10 +156,10 @@ def test_unet_effl0_forward_backward(in_channels: int, height: int, width: int) 
 def test_unet_effl0_batch_equals_per_item_in_eval() -> None:
     torch.manual_seed(0)
     model = unet_effl0(in_channels=1, num_classes=2).eval()
-    x = torch.randn(3, 1, 40, 56)
+    x = torch.randn(2, 1, 40, 56)
     with torch.no_grad():
         batched = model(x)
-        single = torch.cat([model(x[i : i + 1]) for i in range(3)])
+        single = torch.cat([model(x[i : i + 1]) for i in range(2)])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-5)
 
 
@@ -204,8 +207,8 @@ def test_unet_effl0_pretrained_output_finite(in_channels: int) -> None:
     reference = load_weights("effl0")["_blocks.9._depthwise_conv.weight"]
     assert torch.equal(model.encoder.state_dict()["_blocks.9._depthwise_conv.weight"], reference)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, in_channels, 96, 80, generator=generator)
+    x = torch.randn(1, in_channels, 50, 60, generator=generator)
     x = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True)
     with torch.no_grad():
         logits = model(x)
-    assert logits.shape == (1, 2, 96, 80) and torch.isfinite(logits).all()
+    assert logits.shape == (1, 2, 50, 60) and torch.isfinite(logits).all()

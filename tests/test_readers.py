@@ -62,6 +62,9 @@ def test_write_png_round_trip(tmp_path: Path) -> None:
     write_mask_png(tmp_path / "sub" / "mask.png", label)
     assert Image.open(tmp_path / "sub" / "mask.png").mode == "P"
     np.testing.assert_array_equal(read_mask(tmp_path / "sub" / "mask.png", expected_shape=(6, 5)), label)
+    only_ignore = np.where(label == 1, IGNORE, 0).astype(np.uint8)  # background and IGNORE only
+    write_mask_png(tmp_path / "ignore.png", only_ignore)
+    np.testing.assert_array_equal(read_mask(tmp_path / "ignore.png"), only_ignore)
     image = np.random.default_rng(2).integers(0, 256, (6, 5, 3), dtype=np.uint8)
     write_image_png(tmp_path / "image.png", image)
     np.testing.assert_array_equal(read_image(tmp_path / "image.png"), image)
@@ -427,6 +430,28 @@ def test_nifti_volume_with_labels(tmp_path: Path) -> None:
         np.testing.assert_allclose(case.image, volume[:, :, z], rtol=1e-6)
         assert case.label is not None
         np.testing.assert_array_equal(case.label, label[:, :, z])
+
+
+def test_nifti_channels_and_plain_numbered_names(tmp_path: Path) -> None:
+    nib = pytest.importorskip("nibabel")
+    for sub in ("a/imagesTr", "b/images"):
+        (tmp_path / sub).mkdir(parents=True)
+    first, second = np.zeros((6, 5, 2), np.float32), np.ones((6, 5, 2), np.float32)
+    for folder in ("a/imagesTr", "b/images"):
+        nib.save(nib.Nifti1Image(first, np.eye(4)), str(tmp_path / folder / "scan_0000.nii.gz"))
+        nib.save(nib.Nifti1Image(second, np.eye(4)), str(tmp_path / folder / "scan_0001.nii.gz"))
+    stacked = read_nifti(tmp_path / "a")  # nnU-Net: channel files of one volume
+    assert [case.case_id for case in stacked.cases] == ["scan_z000", "scan_z001"]
+    assert stacked.cases[0].image.shape == (6, 5, 2)
+    np.testing.assert_array_equal(stacked.cases[0].image[..., 1], second[:, :, 0])
+    plain = read_nifti(tmp_path / "b")  # generic layout: numbered volumes, not channels
+    assert [case.case_id for case in plain.cases] == [
+        "scan_0000_z000",
+        "scan_0000_z001",
+        "scan_0001_z000",
+        "scan_0001_z001",
+    ]
+    assert all(case.label is None for case in plain.cases)
 
 
 def test_nifti_label_of_wrong_shape(tmp_path: Path) -> None:

@@ -154,7 +154,9 @@ def load_state_dict(path: str | Path, *, sha256: str) -> dict[str, torch.Tensor]
         raise InputError(f"weights file {path} does not exist")
     actual = sha256_file(path)
     if actual != sha256.lower():
-        raise InputError(f"weights file {path} has sha256 {actual}, expected {sha256.lower()}; delete it and fetch again")
+        raise InputError(
+            f"weights file {path} has sha256 {actual}, expected {sha256.lower()}; delete it and fetch again"
+        )
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:

@@ -110,8 +110,9 @@ def read_mask(path: str | Path, *, expected_shape: Sequence[int] | None = None) 
     """Read a label mask as a ``uint8`` class map.
 
     Accepted encodings: palette PNG (the palette indices are the classes), grey (the grey values are the
-    classes), RGB/RGBA whose colour channels are equal (read as grey), and a binary ``0/255`` mask (read as
-    ``0/1``). Values must be class indices ``0..MAX_CLASS_INDEX`` or ``IGNORE`` (255, unlabelled).
+    classes), RGB/RGBA whose colour channels are equal (read as grey), and a binary ``0/255`` grey mask (read
+    as ``0/1``; in a palette mask 255 stays ``IGNORE``). Values must be class indices ``0..MAX_CLASS_INDEX``
+    or ``IGNORE`` (255, unlabelled).
 
     Args:
         path: the mask file.
@@ -153,7 +154,8 @@ def read_mask(path: str | Path, *, expected_shape: Sequence[int] | None = None) 
             f"{tuple(int(s) for s in expected_shape[:2])}"
         )
     values = _distinct_values(array)
-    if values.size and set(values.tolist()) <= {0, 255} and values[-1] == 255:
+    binary = image.mode != "P" and values.size and set(values.tolist()) <= {0, 255} and values[-1] == 255
+    if binary:  # a palette mask's 255 is IGNORE (as write_mask_png writes it), a grey one's is foreground
         return (array == 255).astype(np.uint8)
     bad = values[(values > MAX_CLASS_INDEX) & (values != IGNORE)]
     if bad.size or (values.size and values[0] < 0):

@@ -162,10 +162,16 @@ def label_map(geometry: FrameGeometry, *, size: int) -> np.ndarray:
     """
     spacing = geometry.fov_mm / size
     coords = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * spacing
-    y, x = np.meshgrid(coords, coords, indexing="ij")
     label = np.zeros((size, size), dtype=np.uint8)
-    label[geometry.vessel.contains(x, y)] = 2
-    label[geometry.lumen.contains(x, y)] = 1
+    for contour, value in ((geometry.vessel, 2), (geometry.lumen, 1)):
+        # Only the pixels of the curve's bounding box can be inside it.
+        reach = contour.radius * (1.0 + sum(map(abs, contour.cos_coeffs)) + sum(map(abs, contour.sin_coeffs)))
+        cols = np.flatnonzero(np.abs(coords - contour.center[0]) <= reach)
+        rows = np.flatnonzero(np.abs(coords - contour.center[1]) <= reach)
+        if cols.size and rows.size:
+            y, x = np.meshgrid(coords[rows], coords[cols], indexing="ij")
+            box = label[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            box[contour.contains(x, y)] = value
     return label
 
 

@@ -103,6 +103,17 @@ def detect_format(path: str | Path) -> str:
     raise InputError(f"cannot tell the layout of {root}; expected one of: {_LAYOUTS}")
 
 
+def _single_subfolder(path: str | Path) -> Path | None:
+    """The one sub-folder of a wrapper folder (e.g. ``usgra/`` holding ``dataset/`` and a licence), else None."""
+    root = Path(path)
+    if _is_phantom(path) or not root.is_dir():
+        return None
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    folders = [p for p in entries if p.is_dir()]
+    others = [p for p in entries if p.is_file() and not p.name.upper().startswith(("LICENSE", "README"))]
+    return folders[0] if len(folders) == 1 and not others else None
+
+
 def read_dataset(path: str | Path, *, format: str | None = None) -> Dataset:
     """Read a dataset of any supported layout.
 
@@ -118,6 +129,9 @@ def read_dataset(path: str | Path, *, format: str | None = None) -> Dataset:
         InputError: a missing or empty path, an unknown layout or format, or any bad file inside.
     """
     if format is None:
+        inner = _single_subfolder(path)
+        if inner is not None:
+            return read_dataset(inner)
         format = detect_format(path)
     if format not in FORMATS:
         raise InputError(f"unknown dataset format '{format}' for {path}; expected one of {', '.join(FORMATS)}")

@@ -70,15 +70,24 @@ def _label_volume(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return data.astype(np.uint8)
 
 
-def _nifti_groups(image_dir: Path) -> dict[str, list[Path]]:
-    """``volume name -> image files`` (several for nnU-Net channel files ``case_0000``, ``case_0001``)."""
+def _nifti_groups(image_dir: Path, *, channel_files: bool) -> dict[str, list[Path]]:
+    """``volume name -> image files``.
+
+    With ``channel_files`` (nnU-Net ``imagesTr``/``imagesTs``), files ``case_0000``, ``case_0001``, ... are the
+    channels of volume ``case``, provided every such group has channels ``0000..k-1``; otherwise each file
+    is its own volume named by its stem.
+    """
+    paths = sorted(p for p in image_dir.iterdir() if is_nifti_file(p))
     groups: dict[str, list[tuple[int, Path]]] = {}
-    for path in sorted(p for p in image_dir.iterdir() if is_nifti_file(p)):
-        stem = _nifti_stem(path)
-        match = _MODALITY.match(stem)
-        name, channel = (match.group("case"), int(match.group("channel"))) if match else (stem, 0)
-        groups.setdefault(name, []).append((channel, path))
-    return {name: [path for _, path in sorted(files)] for name, files in groups.items()}
+    for path in paths:
+        match = _MODALITY.match(_nifti_stem(path)) if channel_files else None
+        if match is None:
+            groups = {}
+            break
+        groups.setdefault(match.group("case"), []).append((int(match.group("channel")), path))
+    if groups and all(sorted(c for c, _ in files) == list(range(len(files))) for files in groups.values()):
+        return {name: [path for _, path in sorted(files)] for name, files in groups.items()}
+    return {_nifti_stem(path): [path] for path in paths}
 
 
 def _volume_cases(name: str, images: list[Path], label_path: Path | None, split: str | None) -> Iterator[Case]:
@@ -145,7 +154,8 @@ def read_nifti(root: str | Path) -> Dataset:
             continue
         label_dir = next((root / n for n in label_names if (root / n).is_dir()), None)
         split = "test" if image_name == "imagesTs" else None
-        for name, images in _nifti_groups(image_dir).items():
+        channel_files = image_name in ("imagesTr", "imagesTs")
+        for name, images in _nifti_groups(image_dir, channel_files=channel_files).items():
             label_path = None
             if label_dir is not None:
                 label_path = next(

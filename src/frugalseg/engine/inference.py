@@ -86,11 +86,21 @@ class SegmentationModel:
             ``(B, in_channels, size, size) -> (B, num_classes, size, size)``
         """
         self.network.eval()
+        batch = batch.to(self.device)
         probabilities = torch.softmax(self.network(batch), dim=1)
         if self.flip_tta:
             flipped = torch.softmax(self.network(batch.flip(-1)), dim=1).flip(-1)
             probabilities = (probabilities + flipped) / 2
-        return probabilities
+        return probabilities.cpu()
+
+    def to(self, device: str | torch.device) -> SegmentationModel:
+        """Move the network to ``device`` (inputs follow; outputs come back on the CPU)."""
+        self.network.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
 
     def predict_probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> list[np.ndarray]:
         """Class probabilities at each image's original size, ``(num_classes, H, W)`` float32 each."""

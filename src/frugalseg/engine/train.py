@@ -62,11 +62,13 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    device: str = "cpu",
     progress: ProgressCallback | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the labelled training cases of ``dataset`` into ``run_dir``.
 
-    With ``resume`` the saved configuration and last checkpoint are used and training continues after the
+    ``device`` selects where the network trains (``"cuda"`` when present and asked for); results are saved
+    for the CPU. With ``resume`` the saved configuration and last checkpoint are used and training continues after the
     last completed epoch; a run directory without a checkpoint restarts from the first epoch.
     """
     run_dir = Path(run_dir)
@@ -85,6 +87,7 @@ def train(
     val_images, val_labels = stack_cases(val_cases, size=config.size, in_channels=in_channels, num_classes=num_classes)
 
     network = create_model(config.model, in_channels=in_channels, num_classes=num_classes, **_model_kwargs(config))
+    network.to(device)
     model = SegmentationModel(
         network=network,
         model_name=config.model,
@@ -125,7 +128,7 @@ def train(
         if progress is not None:
             progress({**record, "epochs": config.epochs})
 
-    best = SegmentationModel.load(run_dir)
+    best = SegmentationModel.load(run_dir).to(device)
     best.postprocess = _choose_postprocess(best, val_cases)
     atomic_torch_save(run_dir / MODEL_FILE, best.bundle())
     val_report = evaluate_model(best, val_cases)
@@ -200,7 +203,8 @@ def _train_epoch(
         batch, target = images[index], labels[index]
         if config.augment:
             batch, target = augment_batch(batch, target, generator=generator)
-        loss = dice_ce_loss(network(batch), target)
+        device = next(network.parameters()).device
+        loss = dice_ce_loss(network(batch.to(device)), target.to(device))
         if not torch.isfinite(loss):
             raise InputError(f"training diverged: non-finite loss at step {step}; lower --lr")
         optimizer.zero_grad(set_to_none=True)

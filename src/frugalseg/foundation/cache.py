@@ -35,7 +35,7 @@ def embedding_key(image: np.ndarray, *, model_id: str, weights_sha256: str, vers
     digest = hashlib.sha256()
     header = f"frugalseg-embedding/{_FORMAT}|{version}|{model_id}|{weights_sha256}|{array.dtype.str}|{array.shape}|"
     digest.update(header.encode())
-    digest.update(memoryview(array).cast("B"))
+    digest.update(array.tobytes())
     return digest.hexdigest()
 
 
@@ -63,8 +63,16 @@ class EmbeddingCache:
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
             return _embedding_from_entry(entry, key)
-        except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, pickle.UnpicklingError,
-                zipfile.BadZipFile) as error:
+        except (
+            RuntimeError,
+            EOFError,
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            pickle.UnpicklingError,
+            zipfile.BadZipFile,
+        ) as error:
             _LOG.warning("embedding cache entry %s is unreadable (%s); recomputing it", path, error)
             path.unlink(missing_ok=True)
             return None
@@ -91,8 +99,12 @@ def _embedding_from_entry(entry: Any, key: str) -> Embedding:
         raise ValueError("features are not a float (1, C, h, w) tensor")
     if not torch.isfinite(features).all():
         raise ValueError("features hold non-finite values")
-    return Embedding(features=features, original_size=tuple(entry["original_size"]),
-                     resized_size=tuple(entry["resized_size"]), model_id=str(entry["model_id"]))
+    return Embedding(
+        features=features,
+        original_size=tuple(entry["original_size"]),
+        resized_size=tuple(entry["resized_size"]),
+        model_id=str(entry["model_id"]),
+    )
 
 
 class CachedSegmenter:
@@ -124,8 +136,11 @@ class CachedSegmenter:
         """The cached embedding of ``image``, computed and stored on a miss."""
         key = self.key(image)
         embedding = self.cache.load(key)
-        if embedding is not None and embedding.model_id == self.model_id and \
-                embedding.original_size == tuple(np.shape(image)[:2]):
+        if (
+            embedding is not None
+            and embedding.model_id == self.model_id
+            and embedding.original_size == tuple(np.shape(image)[:2])
+        ):
             self.hits += 1
             return embedding
         self.misses += 1

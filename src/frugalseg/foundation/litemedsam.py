@@ -46,8 +46,13 @@ class LiteMedSAM(nn.Module):
     def __init__(self, *, seed: int = 0) -> None:
         super().__init__()
         self.image_encoder = TinyViT()
-        self.prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64),
-                                            input_image_size=(IMAGE_SIZE, IMAGE_SIZE), mask_in_chans=16, seed=seed)
+        self.prompt_encoder = PromptEncoder(
+            embed_dim=256,
+            image_embedding_size=(64, 64),
+            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+            mask_in_chans=16,
+            seed=seed,
+        )
         self.mask_decoder = MaskDecoder(transformer_dim=256, num_multimask_outputs=3)
 
     @classmethod
@@ -70,9 +75,15 @@ class LiteMedSAM(nn.Module):
         """Image embedding. Shape: ``(B, 3, 256, 256)`` in [0, 1] -> ``(B, 256, 64, 64)``."""
         return self.image_encoder(x)
 
-    def decode(self, features: torch.Tensor, *, boxes: torch.Tensor | None = None,
-               points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
-               multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(
+        self,
+        features: torch.Tensor,
+        *,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        multimask_output: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits for ``N`` objects of one image, prompts in the 256x256 input frame (differentiable).
 
         Shape:
@@ -85,8 +96,9 @@ class LiteMedSAM(nn.Module):
                 raise ValueError("decode: points need point_labels")
             point_pair = (points, point_labels)
         sparse, dense = self.prompt_encoder(points=point_pair, boxes=boxes, masks=None)
-        return self.mask_decoder(features, self.prompt_encoder.get_dense_pe(), sparse, dense,
-                                 multimask_output=multimask_output)
+        return self.mask_decoder(
+            features, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=multimask_output
+        )
 
     def forward(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """One box per image: ``(B, 3, 256, 256)``, ``(B, 4)`` -> low-resolution logits ``(B, 1, 256, 256)``."""
@@ -115,8 +127,14 @@ class LiteMedSAMSegmenter:
         max_objects_per_batch: objects decoded together (bounds memory for many prompts).
     """
 
-    def __init__(self, model: LiteMedSAM, *, weights_sha256: str | None = None, device: str | torch.device = "cpu",
-                 max_objects_per_batch: int = 16) -> None:
+    def __init__(
+        self,
+        model: LiteMedSAM,
+        *,
+        weights_sha256: str | None = None,
+        device: str | torch.device = "cpu",
+        max_objects_per_batch: int = 16,
+    ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
         self.device = torch.device(device)
@@ -138,8 +156,9 @@ class LiteMedSAMSegmenter:
         return cls.from_checkpoint(path, sha256=weights_spec(MODEL_ID).sha256, device=device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, sha256: str,
-                        device: str | torch.device = "cpu") -> LiteMedSAMSegmenter:
+    def from_checkpoint(
+        cls, path: str | Path, *, sha256: str, device: str | torch.device = "cpu"
+    ) -> LiteMedSAMSegmenter:
         """Load a LiteMedSAM checkpoint file after verifying its ``sha256`` (e.g. a fine-tuned copy).
 
         Raises:
@@ -185,7 +204,7 @@ class LiteMedSAMSegmenter:
         points = labels = None
         if prompts.points is not None and prompts.point_labels is not None:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
-            labels = torch.from_numpy(np.asarray(prompts.point_labels, dtype=np.int64))
+            labels = torch.tensor(prompts.point_labels, dtype=torch.int64)
         features = embedding.features.to(self.device, torch.float32)
         all_logits, all_scores = [], []
         step = self.max_objects_per_batch

@@ -101,8 +101,9 @@ def points_to_model_frame(points: np.ndarray, original_size: tuple[int, int], *,
     return torch.from_numpy(np.asarray(points, dtype=np.float64) * (image_size / max(original_size))).float()
 
 
-def logits_to_original(low_res_logits: torch.Tensor, resized: tuple[int, int], original_size: tuple[int, int],
-                       *, image_size: int = 256) -> torch.Tensor:
+def logits_to_original(
+    low_res_logits: torch.Tensor, resized: tuple[int, int], original_size: tuple[int, int], *, image_size: int = 256
+) -> torch.Tensor:
     """Crop low-resolution mask logits to the unpadded image and resize them bilinearly to the original size.
 
     The logits cover the whole ``image_size`` input frame at any square resolution ``S`` (256 for

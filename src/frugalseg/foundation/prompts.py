@@ -100,7 +100,9 @@ class Prompts:
     @property
     def num_objects(self) -> int:
         """``N``, the number of objects (one mask each)."""
-        return int(np.shape(self.boxes if self.boxes is not None else self.points)[0])
+        if self.boxes is not None:
+            return int(self.boxes.shape[0])
+        return 0 if self.points is None else int(self.points.shape[0])
 
     def check_inside(self, image_size: tuple[int, int]) -> None:
         """Raise :class:`InputError` when a box or a (non-padding) point leaves an image of ``(H, W)``."""
@@ -126,12 +128,15 @@ class Prompts:
     @classmethod
     def from_boxes(cls, boxes: Sequence[Box] | Sequence[Sequence[float]] | np.ndarray) -> Prompts:
         """One object per box; accepts :class:`frugalseg.data.case.Box` objects or ``(N, 4)`` xyxy values."""
-        rows = [box.as_tuple() if hasattr(box, "as_tuple") else tuple(box) for box in boxes]  # type: ignore[arg-type]
+        rows = [box.as_tuple() if hasattr(box, "as_tuple") else tuple(box) for box in boxes]
         return cls(boxes=np.asarray(rows, dtype=np.float64).reshape(len(rows), -1) if rows else np.zeros((0, 4)))
 
     @classmethod
-    def from_points(cls, points: np.ndarray | Sequence[Sequence[Sequence[float]]], point_labels: np.ndarray
-                    | Sequence[Sequence[int]]) -> Prompts:
+    def from_points(
+        cls,
+        points: np.ndarray | Sequence[Sequence[Sequence[float]]],
+        point_labels: np.ndarray | Sequence[Sequence[int]],
+    ) -> Prompts:
         """``K`` points per object: ``points`` ``(N, K, 2)`` xy, ``point_labels`` ``(N, K)``."""
         return cls(points=np.asarray(points, dtype=np.float64), point_labels=np.asarray(point_labels))
 

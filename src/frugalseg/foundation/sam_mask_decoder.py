@@ -67,8 +67,15 @@ class TwoWayAttentionBlock(nn.Module):
     (except for the self-attention of the first block, which replaces the tokens instead of adding to them).
     """
 
-    def __init__(self, embedding_dim: int, num_heads: int, *, mlp_dim: int = 2048, attention_downsample_rate: int = 2,
-                 skip_first_layer_pe: bool = False) -> None:
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        *,
+        mlp_dim: int = 2048,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+    ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
@@ -80,8 +87,9 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
-                key_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -104,19 +112,32 @@ class TwoWayTransformer(nn.Module):
         Returns tokens ``(B, N, C)`` and image tokens ``(B, h * w, C)``.
     """
 
-    def __init__(self, *, depth: int = 2, embedding_dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048,
-                 attention_downsample_rate: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        depth: int = 2,
+        embedding_dim: int = 256,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        attention_downsample_rate: int = 2,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim=mlp_dim,
-                                 attention_downsample_rate=attention_downsample_rate, skip_first_layer_pe=index == 0)
+            TwoWayAttentionBlock(
+                embedding_dim,
+                num_heads,
+                mlp_dim=mlp_dim,
+                attention_downsample_rate=attention_downsample_rate,
+                skip_first_layer_pe=index == 0,
+            )
             for index in range(depth)
         )
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
-                point_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
@@ -136,12 +157,24 @@ class MaskDecoder(nn.Module):
         transformer_depth, transformer_heads, transformer_mlp_dim: the two-way transformer.
     """
 
-    def __init__(self, *, transformer_dim: int = 256, num_multimask_outputs: int = 3, iou_head_depth: int = 3,
-                 iou_head_hidden_dim: int = 256, transformer_depth: int = 2, transformer_heads: int = 8,
-                 transformer_mlp_dim: int = 2048) -> None:
+    def __init__(
+        self,
+        *,
+        transformer_dim: int = 256,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+        transformer_depth: int = 2,
+        transformer_heads: int = 8,
+        transformer_mlp_dim: int = 2048,
+    ) -> None:
         super().__init__()
-        self.transformer = TwoWayTransformer(depth=transformer_depth, embedding_dim=transformer_dim,
-                                             num_heads=transformer_heads, mlp_dim=transformer_mlp_dim)
+        self.transformer = TwoWayTransformer(
+            depth=transformer_depth,
+            embedding_dim=transformer_dim,
+            num_heads=transformer_heads,
+            mlp_dim=transformer_mlp_dim,
+        )
         self.num_mask_tokens = num_multimask_outputs + 1
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
@@ -157,9 +190,15 @@ class MaskDecoder(nn.Module):
         )
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
 
-    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
-                dense_prompt_embeddings: torch.Tensor, *,
-                multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        *,
+        multimask_output: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks for ``B`` objects; ``image_embeddings`` with batch 1 is shared by all of them.
 
         Shape:

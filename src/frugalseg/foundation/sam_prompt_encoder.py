@@ -8,6 +8,7 @@ pixel to the pixel centre before encoding. Parameter names follow the checkpoint
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -42,8 +43,9 @@ class PositionEmbeddingRandom(nn.Module):
     def __init__(self, num_pos_feats: int = 64, *, scale: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("positional_encoding_gaussian_matrix",
-                             scale * torch.randn((2, num_pos_feats), generator=generator))
+        self.register_buffer(
+            "positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats), generator=generator)
+        )
 
     def forward(self, size: tuple[int, int]) -> torch.Tensor:
         """Encoding of the centres of an ``(h, w)`` grid covering [0, 1]^2. Returns ``(2F, h, w)``."""
@@ -71,8 +73,15 @@ class PromptEncoder(nn.Module):
         seed: seeds the random Fourier matrix of a freshly built module.
     """
 
-    def __init__(self, *, embed_dim: int = 256, image_embedding_size: tuple[int, int] = (64, 64),
-                 input_image_size: tuple[int, int] = (256, 256), mask_in_chans: int = 16, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 256,
+        image_embedding_size: tuple[int, int] = (64, 64),
+        input_image_size: tuple[int, int] = (256, 256),
+        mask_in_chans: int = 16,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.image_embedding_size = image_embedding_size
@@ -91,6 +100,10 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+
+    def _type_embedding(self, index: int) -> torch.Tensor:
+        """The learned embedding of point type ``index`` (see ``point_embeddings``). Shape: ``(1, embed_dim)``."""
+        return cast(nn.Embedding, self.point_embeddings[index]).weight
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image-embedding grid. Shape: ``(1, embed_dim, h, w)``."""
@@ -111,19 +124,23 @@ class PromptEncoder(nn.Module):
         embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)
         labels = labels[..., None]
         embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
-        embedding = embedding + (labels == 0) * self.point_embeddings[0].weight
-        return embedding + (labels == 1) * self.point_embeddings[1].weight
+        embedding = embedding + (labels == 0) * self._type_embedding(0)
+        return embedding + (labels == 1) * self._type_embedding(1)
 
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """Embed each box as its two corners. Shape: ``(B, 4)`` xyxy -> ``(B, 2, embed_dim)``."""
         corners = (boxes.float() + 0.5).reshape(-1, 2, 2)
         embedding = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        corner_type = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight], dim=0)
+        corner_type = torch.cat([self._type_embedding(2), self._type_embedding(3)], dim=0)
         return embedding + corner_type
 
-    def forward(self, *, points: tuple[torch.Tensor, torch.Tensor] | None = None,
-                boxes: torch.Tensor | None = None,
-                masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        *,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed the prompts of ``B`` objects.
 
         Shape:

@@ -33,11 +33,18 @@ class ConvBN(nn.Module):
     instead of two; nothing is cached, so later changes to the parameters are always seen).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, bn_weight_init: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        bn_weight_init: float = 1.0,
+    ) -> None:
         super().__init__()
-        self.c = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
-                           bias=False)
+        self.c = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.zeros_(self.bn.bias)
@@ -125,8 +132,9 @@ def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, t
     return x.transpose(2, 3).reshape(-1, window_size * window_size, channels), (ph, pw)
 
 
-def window_merge(windows: torch.Tensor, window_size: int, padded: tuple[int, int], size: tuple[int, int],
-                 batch: int) -> torch.Tensor:
+def window_merge(
+    windows: torch.Tensor, window_size: int, padded: tuple[int, int], size: tuple[int, int], batch: int
+) -> torch.Tensor:
     """Inverse of :func:`window_partition`, dropping the padding. Returns ``(B, H * W, C)``."""
     ph, pw = padded
     channels = windows.shape[-1]
@@ -194,8 +202,9 @@ class TinyViTBlock(nn.Module):
         x: ``(B, H * W, dim)`` with ``size = (H, W)``; returns the same.
     """
 
-    def __init__(self, dim: int, *, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
-                 local_conv_size: int = 3) -> None:
+    def __init__(
+        self, dim: int, *, num_heads: int, window_size: int, mlp_ratio: float = 4.0, local_conv_size: int = 3
+    ) -> None:
         super().__init__()
         self.window_size = window_size
         self.attn = WindowAttention(dim, num_heads=num_heads, window_size=window_size)
@@ -232,12 +241,22 @@ class ConvStage(nn.Module):
 class AttentionStage(nn.Module):
     """TinyViT blocks then an optional patch merging. Shape: ``(B, C, H, W)`` in and out."""
 
-    def __init__(self, dim: int, *, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
-                 local_conv_size: int, downsample: PatchMerging | None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        local_conv_size: int,
+        downsample: PatchMerging | None,
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TinyViTBlock(dim, num_heads=num_heads, window_size=window_size, mlp_ratio=mlp_ratio,
-                         local_conv_size=local_conv_size)
+            TinyViTBlock(
+                dim, num_heads=num_heads, window_size=window_size, mlp_ratio=mlp_ratio, local_conv_size=local_conv_size
+            )
             for _ in range(depth)
         )
         self.downsample = downsample
@@ -270,28 +289,46 @@ class TinyViT(nn.Module):
         x: ``(B, 3, 256, 256)`` normalised to [0, 1]; returns ``(B, 256, 64, 64)``.
     """
 
-    def __init__(self, *, in_channels: int = 3, embed_dims: Sequence[int] = (64, 128, 160, 320),
-                 depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (2, 4, 5, 10),
-                 window_sizes: Sequence[int] = (7, 7, 14, 7), merge_strides: Sequence[int] = (2, 2, 1),
-                 mlp_ratio: float = 4.0, expand_ratio: float = 4.0, local_conv_size: int = 3,
-                 out_channels: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        embed_dims: Sequence[int] = (64, 128, 160, 320),
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (2, 4, 5, 10),
+        window_sizes: Sequence[int] = (7, 7, 14, 7),
+        merge_strides: Sequence[int] = (2, 2, 1),
+        mlp_ratio: float = 4.0,
+        expand_ratio: float = 4.0,
+        local_conv_size: int = 3,
+        out_channels: int = 256,
+    ) -> None:
         super().__init__()
         stages = len(embed_dims)
         if not (len(depths) == len(num_heads) == len(window_sizes) == stages and len(merge_strides) == stages - 1):
-            raise ValueError("TinyViT: embed_dims, depths, num_heads, window_sizes need one entry per stage "
-                             "and merge_strides one per stage transition")
+            raise ValueError(
+                "TinyViT: embed_dims, depths, num_heads, window_sizes need one entry per stage "
+                "and merge_strides one per stage transition"
+            )
         self.patch_embed = PatchEmbed(in_channels, embed_dims[0])
         self.layers = nn.ModuleList()
         for index, dim in enumerate(embed_dims):
-            downsample = (PatchMerging(dim, embed_dims[index + 1], stride=merge_strides[index])
-                          if index < stages - 1 else None)
+            downsample = (
+                PatchMerging(dim, embed_dims[index + 1], stride=merge_strides[index]) if index < stages - 1 else None
+            )
             stage: nn.Module
             if index == 0:
                 stage = ConvStage(dim, depth=depths[0], expand_ratio=expand_ratio, downsample=downsample)
             else:
-                stage = AttentionStage(dim, depth=depths[index], num_heads=num_heads[index],
-                                       window_size=window_sizes[index], mlp_ratio=mlp_ratio,
-                                       local_conv_size=local_conv_size, downsample=downsample)
+                stage = AttentionStage(
+                    dim,
+                    depth=depths[index],
+                    num_heads=num_heads[index],
+                    window_size=window_sizes[index],
+                    mlp_ratio=mlp_ratio,
+                    local_conv_size=local_conv_size,
+                    downsample=downsample,
+                )
             self.layers.append(stage)
         self.neck = nn.Sequential(
             nn.Conv2d(embed_dims[-1], out_channels, kernel_size=1, bias=False),

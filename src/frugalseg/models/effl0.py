@@ -52,7 +52,7 @@ STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 320),
 )
 STEM_CHANNELS = 32
-BN_EPS = 1e-3  # the TensorFlow value the weights were trained with
+BN_EPS = 1e-3  # the TensorFlow value the weights were trained with (momentum stays at PyTorch's 0.1 for fine-tuning)
 INPUT_SCALE = 0.5  # z-scored input -> the spread of the [-1, 1] inputs the weights were trained on
 # Stages whose output is a feature map at strides 2, 4, 8, 16, 32 (the last stage of each resolution).
 _TAP_STAGES = (0, 1, 2, 4, 6)
@@ -72,7 +72,9 @@ def _same_pad(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
 class _SameConv2d(nn.Conv2d):
     """Bias-free conv with TensorFlow "SAME" padding (symmetric, static when the stride is 1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, groups: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, groups: int = 1
+    ) -> None:
         padding = (kernel_size - 1) // 2 if stride == 1 else 0
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups, bias=False
@@ -304,7 +306,7 @@ def unet_effl0(
     cache: str | Path | None = None,
     dropout: float = 0.0,
 ) -> UNetEffL0:
-    """EfficientNet-Lite0 U-Net (~4.4M parameters); ``pretrained=True`` starts the encoder from ImageNet.
+    """EfficientNet-Lite0 U-Net (~3.9M parameters); ``pretrained=True`` starts the encoder from ImageNet.
 
     Pretrained weights come only from the local cache (``frugalseg weights fetch effl0``); nothing downloads.
 
