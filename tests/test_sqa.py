@@ -10,8 +10,9 @@ import torch
 from frugalseg.data.case import IGNORE
 from frugalseg.models import create_model, list_models
 from frugalseg.models.attention import ProbabilityAttention, channel_attention, position_attention
-from frugalseg.models.sqa import SQANet, SQAOutput, ce_dice_loss, enable_mc_dropout, sqa_loss
+from frugalseg.models.sqa import SQANet, SQAOutput, enable_mc_dropout
 from frugalseg.quality.error_targets import class_balanced_bce, error_target
+from frugalseg.quality.sqa_loss import sqa_loss
 
 
 def _inputs(batch: int, classes: int, feats: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
@@ -156,22 +157,6 @@ def test_mc_dropout_samples_differ_only_with_dropout() -> None:
     assert enable_mc_dropout(plain) == 0
     with torch.no_grad():
         torch.testing.assert_close(plain(x).logits, plain(x).logits)
-
-
-def test_ce_dice_loss_near_zero_on_perfect_prediction_and_zero_when_unlabelled() -> None:
-    target = torch.tensor([[[0, 1, 2], [2, 1, 0]]])
-    logits = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 50.0
-    assert ce_dice_loss(logits, target, num_classes=3).item() < 1e-4
-    # the uniform prediction: CE = log 3 at every pixel
-    uniform = torch.zeros(1, 3, 2, 3, requires_grad=True)
-    loss = ce_dice_loss(uniform, target, num_classes=3)
-    # class c (two pixels): intersection 2/3, |P| = 6/3 = 2, |G| = 2 -> Dice = (4/3) / 4 = 1/3
-    assert loss.item() == pytest.approx(math.log(3) + 2 / 3, abs=1e-4)
-    empty = torch.full((1, 2, 3), IGNORE)
-    zero = ce_dice_loss(uniform, empty, num_classes=3)
-    assert zero.item() == 0.0
-    zero.backward()
-    assert uniform.grad is not None
 
 
 def test_sqa_loss_uses_custom_segmentation_loss_and_error_weight() -> None:

@@ -14,8 +14,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = [
     "append_jsonl",
     "atomic_torch_save",
@@ -55,6 +53,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     """``torch.save`` to ``path`` atomically."""
+    import torch  # deferred: readers and JSON writers need no torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -65,6 +65,8 @@ def load_torch_file(path: str | Path, *, what: str) -> Any:
 
     ``what`` names the expected content in the message (e.g. "a frugalseg model file").
     """
+    import torch
+
     from frugalseg.errors import InputError
 
     path = Path(path)

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from frugalseg.annotations.kinds import Annotation, Boxes, PartialLabels, Point, Points, Scribbles, Tags
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Box
 from frugalseg.data.images import read_mask, write_mask_png
 from frugalseg.errors import InputError
-from frugalseg.annotations.kinds import Annotation, Boxes, PartialLabels, Point, Points, Scribbles, Tags
 
 __all__ = [
     "ANNOTATED_CLASSES_NAME",
@@ -63,10 +63,11 @@ _JSON_KINDS = ("tags", "boxes", "points")
 # ----------------------------------------------------------------------------------------------- JSON
 
 
-def _finite(value: float, case_id: str, field: str) -> float:
+def _finite(value: float, case_id: str, field: str) -> float | int:
+    """A finite coordinate for JSON (whole numbers written without a decimal point)."""
     if not math.isfinite(value):
         raise ValueError(f"case '{case_id}' {field}: coordinate {value} is not finite; JSON cannot hold it")
-    return value
+    return int(value) if float(value).is_integer() else value
 
 
 def _encode(case_id: str, kind: str, annotation: Annotation) -> list[Any]:
@@ -150,7 +151,9 @@ def _decode(raw: Any, path: Path, case_id: str) -> dict[str, Annotation]:
             boxes = []
             for i, row in enumerate(rows):
                 label = _integer(row[0], path, case_id, f"boxes[{i}][0] (label)")
-                xmin, ymin, xmax, ymax = (_number(v, path, case_id, f"boxes[{i}][{j + 1}]") for j, v in enumerate(row[1:]))
+                xmin, ymin, xmax, ymax = (
+                    _number(v, path, case_id, f"boxes[{i}][{j + 1}]") for j, v in enumerate(row[1:])
+                )
                 boxes.append(Box(xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, label=label))
             out["boxes"] = Boxes(tuple(boxes))
         elif field == "points":
@@ -223,6 +226,8 @@ def _read_label_png(path: Path, expected_shape: Sequence[int] | None) -> np.ndar
     with Image.open(path) as image:
         if image.mode in ("P", "L"):
             return np.ascontiguousarray(np.asarray(image), dtype=np.uint8)
+        if image.mode in ("LA", "RGB", "RGBA"):  # grey in colour clothing (read_mask checked the channels)
+            return np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., 0], dtype=np.uint8)
     return label
 
 

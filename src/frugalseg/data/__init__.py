@@ -7,6 +7,7 @@ from frugalseg.data.echoplaque import contours_to_label, read_echoplaque
 from frugalseg.data.folder import read_folder
 from frugalseg.data.hc18 import fill_ellipse_outline, read_hc18
 from frugalseg.data.images import read_image, read_mask, write_image_png, write_mask_png
+from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.data.read import FORMATS, detect_format, read_dataset
 from frugalseg.data.splits import split_by_subject, train_test
 from frugalseg.data.volumes import read_dicom, read_nifti
@@ -22,6 +23,7 @@ __all__ = [
     "detect_format",
     "fill_ellipse_outline",
     "format_description",
+    "make_phantom_dataset",
     "read_box_csv",
     "read_dataset",
     "read_dicom",

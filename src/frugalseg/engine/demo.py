@@ -16,6 +16,7 @@ from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.overlays import write_overlay
 from frugalseg.engine.train import train
+from frugalseg.errors import InputError
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
@@ -25,6 +26,8 @@ HELD_OUT_PULLBACK = "p03"
 
 def run_demo(out_dir: str | Path, *, log: Callable[[str], Any] = print, num_frames: int = 200) -> dict[str, Any]:
     """Train on three phantom pullbacks, evaluate on the fourth, write overlays and ``metrics.json``."""
+    if num_frames < 8:
+        raise InputError(f"the demo needs at least 8 phantom frames (4 pullbacks of 2), got {num_frames}")
     out_dir = Path(out_dir)
     started = time.perf_counter()
     phantom = make_phantom_dataset(num_frames=num_frames, size=192, seed=0, frames_per_pullback=num_frames // 4)

@@ -19,27 +19,20 @@ shapes the representation (the two branches are trained jointly, as in the paper
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from frugalseg.data.case import IGNORE
 from frugalseg.models.attention import ProbabilityAttention
 from frugalseg.models.registry import register_model
 from frugalseg.models.unet import ConvBlock, UNet, _pad_to_multiple
-from frugalseg.quality.error_targets import class_balanced_bce, error_target
 
 __all__ = [
-    "SQALoss",
-    "SQALossTerms",
     "SQANet",
     "SQAOutput",
-    "ce_dice_loss",
     "enable_mc_dropout",
-    "sqa_loss",
 ]
 
 
@@ -89,9 +82,7 @@ class SQANet(nn.Module):
         self.channels = tuple(channels)
         self.num_classes = num_classes
         self.detach_probabilities = detach_probabilities
-        self.segmenter = UNet(
-            in_channels=in_channels, num_classes=num_classes, channels=channels, dropout=dropout
-        )
+        self.segmenter = UNet(in_channels=in_channels, num_classes=num_classes, channels=channels, dropout=dropout)
         width = self.channels[0]
         self.attention = ProbabilityAttention(num_classes, width, reduced_size=reduced_size)
         self.error_head = nn.Sequential(ConvBlock(width, width, dropout=dropout), nn.Conv2d(width, 1, 1))
@@ -134,106 +125,6 @@ def enable_mc_dropout(model: nn.Module) -> int:
             module.train()
             count += 1
     return count
-
-
-class SQALossTerms(NamedTuple):
-    """The terms of :func:`sqa_loss`: call ``.total.backward()``; log the other two."""
-
-    total: torch.Tensor
-    segmentation: torch.Tensor
-    error: torch.Tensor
-
-
-def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> torch.Tensor:
-    """Cross-entropy plus soft Dice over the foreground classes, ignoring ``IGNORE`` pixels.
-
-    Cross-entropy is averaged over labelled pixels; the soft Dice is pooled over the batch (one Dice per
-    foreground class, ``1 - mean``) with smoothing ``1e-5``. With no labelled pixel the loss is a zero that
-    keeps the graph.
-
-    Shape:
-        ``logits: (B, C, H, W)``, ``target: (B, H, W)`` int with values in ``[0, C)`` or ``IGNORE`` -> scalar.
-    """
-    if logits.ndim != 4 or logits.shape[1] != num_classes:
-        raise ValueError(f"expected logits of shape (B, {num_classes}, H, W), got {tuple(logits.shape)}")
-    if target.shape != (logits.shape[0], *logits.shape[2:]):
-        raise ValueError(f"expected target of shape (B, H, W) matching logits, got {tuple(target.shape)}")
-    valid = target != IGNORE
-    if not bool(valid.any()):
-        return logits.sum() * 0.0
-    target = target.long()
-    cross_entropy = F.cross_entropy(logits, target, ignore_index=IGNORE)
-    probabilities = torch.softmax(logits, dim=1)
-    mask = valid.unsqueeze(1).to(probabilities.dtype)
-    onehot = F.one_hot(torch.where(valid, target, 0), num_classes).permute(0, 3, 1, 2).to(probabilities.dtype)
-    dims = (0, 2, 3)
-    intersection = (probabilities * onehot * mask).sum(dims)
-    denominator = (probabilities * mask).sum(dims) + (onehot * mask).sum(dims)
-    smooth = 1e-5
-    dice = (2.0 * intersection + smooth) / (denominator + smooth)
-    return cross_entropy + (1.0 - dice[1:].mean())
-
-
-def sqa_loss(
-    output: SQAOutput,
-    target: torch.Tensor,
-    *,
-    num_classes: int,
-    seg_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    error_weight: float = 1.0,
-) -> SQALossTerms:
-    """Joint loss: segmentation loss plus ``error_weight`` x class-balanced BCE on the error map.
-
-    The error target, ``argmax(logits.detach()) != target`` over labelled pixels, is recomputed at every call
-    from the current segmentation (:func:`frugalseg.quality.error_targets.error_target`).
-
-    Args:
-        output: the network's :class:`SQAOutput`.
-        target: label map, ``IGNORE`` (255) where unlabelled.
-        num_classes: segmentation classes.
-        seg_loss_fn: ``(logits, target) -> scalar``; default :func:`ce_dice_loss`.
-        error_weight: weight of the error term.
-
-    Shape:
-        ``output.logits: (B, C, H, W)``, ``output.error_logits: (B, 1, H, W)``, ``target: (B, H, W)``.
-    """
-    if error_weight < 0:
-        raise ValueError(f"error_weight must be >= 0, got {error_weight}")
-    logits, error_logits = output
-    if logits.ndim != 4 or logits.shape[1] != num_classes:
-        raise ValueError(f"expected logits of shape (B, {num_classes}, H, W), got {tuple(logits.shape)}")
-    if seg_loss_fn is None:
-        segmentation = ce_dice_loss(logits, target, num_classes=num_classes)
-    else:
-        segmentation = seg_loss_fn(logits, target)
-    errors, valid_mask = error_target(logits, target)
-    error = class_balanced_bce(error_logits, errors, valid_mask=valid_mask)
-    return SQALossTerms(segmentation + error_weight * error, segmentation, error)
-
-
-class SQALoss(nn.Module):
-    """Module form of :func:`sqa_loss` (stores the options)."""
-
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        seg_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        error_weight: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.seg_loss_fn = seg_loss_fn
-        self.error_weight = error_weight
-
-    def forward(self, output: SQAOutput, target: torch.Tensor) -> SQALossTerms:
-        return sqa_loss(
-            output,
-            target,
-            num_classes=self.num_classes,
-            seg_loss_fn=self.seg_loss_fn,
-            error_weight=self.error_weight,
-        )
 
 
 @register_model("sqa_test")

@@ -13,8 +13,11 @@ from frugalseg.quality.scores import (
     predicted_error_fraction,
     quality_from_logits,
 )
+from frugalseg.quality.sqa_loss import SQALoss, SQALossTerms, sqa_loss
 
 __all__ = [
+    "SQALoss",
+    "SQALossTerms",
     "average_precision",
     "calibration_report",
     "class_balance_weights",
@@ -26,4 +29,5 @@ __all__ = [
     "predicted_error_fraction",
     "quality_from_logits",
     "rank_auroc",
+    "sqa_loss",
 ]

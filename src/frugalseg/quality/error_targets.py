@@ -36,8 +36,7 @@ def error_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     """
     if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
         raise ValueError(
-            "expected logits (B, C, H, W) and target (B, H, W), "
-            f"got {tuple(logits.shape)}, {tuple(target.shape)}"
+            f"expected logits (B, C, H, W) and target (B, H, W), got {tuple(logits.shape)}, {tuple(target.shape)}"
         )
     num_classes = logits.shape[1]
     valid_mask = target != IGNORE

@@ -42,9 +42,7 @@ def _squeeze_error(error_prob: torch.Tensor) -> torch.Tensor:
     return error_prob
 
 
-def predicted_error_fraction(
-    error_prob: torch.Tensor, *, foreground_mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def predicted_error_fraction(error_prob: torch.Tensor, *, foreground_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Expected fraction of mislabelled pixels per image: the mean of ``error_prob``.
 
     Args:
