@@ -15,6 +15,7 @@ from scipy import ndimage
 from conftest import real_data_root
 from frugalseg.annotations import (
     EFFORT_MODEL,
+    Annotation,
     Boxes,
     PartialLabels,
     Point,
@@ -108,7 +109,7 @@ def test_from_case_takes_boxes_and_tags_only_when_asked() -> None:
 
 
 def test_json_round_trip(tmp_path: Path) -> None:
-    annotations = {
+    annotations: dict[str, dict[str, Annotation]] = {
         "frame_01": {
             "tags": Tags((1, 2)),
             "boxes": Boxes(
@@ -310,9 +311,10 @@ def test_simulate_dispatch_errors() -> None:
         simulate("polygons", label, rng=0)
     with pytest.raises(ValueError, match="annotated_classes"):
         simulate("partial", label, rng=0)
-    assert simulate("partial", label, rng=0, annotated_classes=[1]).annotated_classes == (1,)
+    partial = simulate("partial", label, rng=0, annotated_classes=[1])
+    assert isinstance(partial, PartialLabels) and partial.annotated_classes == (1,)
     with pytest.raises(ValueError, match="rng"):
-        simulate_points(label, rng=None)
+        simulate_points(label, rng=None)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- effort

@@ -5,6 +5,7 @@ Every model runs in the same process with the same thread count, batch and input
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from collections.abc import Callable
@@ -81,9 +82,9 @@ def bench_speed(
 ) -> dict[str, Any]:
     """Measure every model at every size and write the results to ``json_path``."""
     builders: dict[str, Callable[[], nn.Module]] = {
-        name: (lambda name=name: create_model(name, in_channels=1, num_classes=num_classes)) for name in OUR_MODELS
+        name: functools.partial(create_model, name, in_channels=1, num_classes=num_classes) for name in OUR_MODELS
     }
-    builders["monai_unet"] = lambda: monai_unet(1, num_classes)
+    builders["monai_unet"] = functools.partial(monai_unet, 1, num_classes)
     repeats = 2 if quick else 5
     results = []
     for name, build in builders.items():
