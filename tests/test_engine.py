@@ -23,7 +23,9 @@ from frugalseg.engine.train import train
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 
-TINY = TrainConfig(model="unet_test", size=32, epochs=2, batch_size=4, lr=1e-2, val_fraction=0.25, patience=0)
+TINY = TrainConfig(
+    model="unet_test", size=32, epochs=2, batch_size=4, min_steps_per_epoch=2, lr=1e-2, val_fraction=0.25, pretrained=False
+)
 
 
 def test_image_to_tensor_is_zscored_and_resized() -> None:

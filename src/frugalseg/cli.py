@@ -14,11 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from frugalseg.engine.config import TrainConfig
 from frugalseg.errors import InputError
 
 app = typer.Typer(
     add_completion=False,
-    pretty_exceptions_enable=False, no_args_is_help=True, help="Accurate segmentation for the least annotation effort."
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Accurate segmentation for the least annotation effort.",
 )
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
@@ -28,6 +31,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(weights_app, name="weights")
 
 console = Console(stderr=True)
+DEFAULTS = TrainConfig()
 T = TypeVar("T")
 
 DataOption = Annotated[str, typer.Option("--data", help="Dataset folder, or 'phantom[:N[:SIZE]]'.")]
@@ -73,19 +77,18 @@ def data_describe(
 def train(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "unet_small",
-    size: Annotated[int, typer.Option(help="Training/inference side in pixels.")] = 128,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 10,
-    pretrained: Annotated[bool, typer.Option(help="Start from cached ImageNet weights.")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    model: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULTS.model,
+    size: Annotated[int, typer.Option(help="Training/inference side in pixels.")] = DEFAULTS.size,
+    epochs: Annotated[int, typer.Option(help="Epochs (the learning-rate schedule spans them).")] = DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.lr,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = DEFAULTS.patience,
+    pretrained: Annotated[bool, typer.Option(help="Start from cached ImageNet weights.")] = DEFAULTS.pretrained,
+    seed: Annotated[int, typer.Option()] = DEFAULTS.seed,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     data_format: FormatOption = None,
 ) -> None:
     """Train a segmentation model (fully supervised) and save it as a run directory."""
-    from frugalseg.engine.config import TrainConfig
     from frugalseg.engine.train import train as run_training
 
     config = TrainConfig(
@@ -169,9 +172,9 @@ def bench_supervised(
     data: DataOption,
     json_path: Annotated[Path, typer.Option("--json", help="Output JSON.")],
     quick: Annotated[bool, typer.Option(help="Few epochs, for a smoke run.")] = False,
-    model: Annotated[str, typer.Option()] = "unet_small",
+    model: Annotated[str, typer.Option()] = DEFAULTS.model,
     epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
-    pretrained: Annotated[bool, typer.Option()] = False,
+    pretrained: Annotated[bool, typer.Option()] = DEFAULTS.pretrained,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:

@@ -40,9 +40,9 @@ def bench_supervised(
     json_path: str | Path,
     *,
     quick: bool = False,
-    model: str = "unet_small",
+    model: str = TrainConfig.model,
     epochs: int | None = None,
-    pretrained: bool = False,
+    pretrained: bool = TrainConfig.pretrained,
     seed: int = 0,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -51,7 +51,8 @@ def bench_supervised(
     train_cases, test_cases = held_out_split(dataset, seed=seed)
     if quick:
         train_cases, test_cases = train_cases[:QUICK_MAX_TRAIN], test_cases[:QUICK_MAX_TEST]
-    config = TrainConfig(model=model, epochs=epochs or (3 if quick else 40), pretrained=pretrained, seed=seed)
+    config = TrainConfig(model=model, pretrained=pretrained, seed=seed)
+    config = dataclasses.replace(config, epochs=epochs or (2 if quick else config.epochs))
     run_dir = json_path.with_suffix("").with_name(json_path.stem + "-run")
     shutil.rmtree(run_dir, ignore_errors=True)
     log(f"training {model} on {len(train_cases)} cases, testing on {len(test_cases)} held-out cases")

@@ -20,7 +20,7 @@ from frugalseg.errors import InputError
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
-DEMO_CONFIG = TrainConfig(model="unet_small", size=96, epochs=12, batch_size=16, lr=3e-3, patience=0, seed=0)
+DEMO_CONFIG = TrainConfig(model="unet_small", pretrained=False, size=96, epochs=10, min_steps_per_epoch=20, seed=0)
 HELD_OUT_PULLBACK = "p03"
 
 

@@ -30,7 +30,7 @@ from frugalseg.engine.preprocess import stack_cases
 from frugalseg.errors import InputError
 from frugalseg.losses import dice_ce_loss
 from frugalseg.metrics import batch_dice, dice_score
-from frugalseg.models import create_model
+from frugalseg.models import create_model, has_pretrained_weights
 
 __all__ = ["TrainResult", "train", "training_cases"]
 
@@ -96,7 +96,7 @@ def train(
         class_names=list(dataset.class_names),
         flip_tta=config.flip_tta,
     )
-    steps_per_epoch = max(1, len(fit_cases) // config.batch_size)
+    steps_per_epoch = max(config.min_steps_per_epoch, len(fit_cases) // config.batch_size)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(config.epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(config.seed)
@@ -163,7 +163,8 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool) -> Tra
 
 
 def _model_kwargs(config: TrainConfig) -> dict[str, Any]:
-    return {"pretrained": True} if config.pretrained else {}
+    """``pretrained=True`` for models that have pretrained weights; other models start from scratch."""
+    return {"pretrained": True} if config.pretrained and has_pretrained_weights(config.model) else {}
 
 
 def _split(cases: Sequence[Case], config: TrainConfig) -> tuple[list[Case], list[Case]]:
@@ -196,7 +197,8 @@ def _train_epoch(
     steps_per_epoch: int,
 ) -> float:
     network.train()
-    order = torch.randperm(len(images), generator=generator)
+    needed = steps_per_epoch * config.batch_size
+    order = torch.cat([torch.randperm(len(images), generator=generator) for _ in range(-(-needed // len(images)))])
     losses = []
     for step in range(steps_per_epoch):
         index = order[step * config.batch_size : (step + 1) * config.batch_size]

@@ -1,5 +1,5 @@
 """Segmentation networks behind one registry."""
 
-from frugalseg.models.registry import create_model, list_models, register_model
+from frugalseg.models.registry import create_model, has_pretrained_weights, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "has_pretrained_weights", "list_models", "register_model"]

@@ -6,12 +6,13 @@ Every registered builder takes ``in_channels`` and ``num_classes`` (keyword-only
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "has_pretrained_weights", "list_models", "register_model"]
 
 ModelBuilder = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelBuilder] = {}
@@ -45,10 +46,16 @@ def create_model(name: str, *, in_channels: int = 1, num_classes: int = 2, **kwa
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(_REGISTRY))}")
     if in_channels < 1 or num_classes < 2:
-        raise ValueError(
-            f"expected in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}"
-        )
+        raise ValueError(f"expected in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
     return _REGISTRY[name](in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
+def has_pretrained_weights(name: str) -> bool:
+    """Whether the builder registered as ``name`` takes ``pretrained=True``."""
+    _load_builtin_models()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(_REGISTRY))}")
+    return "pretrained" in inspect.signature(_REGISTRY[name]).parameters
 
 
 def _load_builtin_models() -> None:

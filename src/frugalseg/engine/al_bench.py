@@ -1,0 +1,411 @@
+"""``frugalseg al`` and ``frugalseg bench al``: the SQA network in the active-learning loop, and the
+label-efficiency benchmark (Dice against the percentage of the pool labelled, per strategy, over seeds).
+
+One run (:func:`run_al`) writes into its folder ``settings.json``, ``state.json`` (the loop's state, see
+:mod:`frugalseg.active.loop`) and the weights of the last two rounds (``round_XX.pt``, for the warm start
+of a resumed run). The benchmark (:func:`bench_al`) runs every strategy with every seed (resuming finished
+or interrupted runs), trains the fully supervised reference (the whole pool, the same schedule as one
+round) once per seed, and writes the JSON report and a PNG plot beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from frugalseg.active.expert import CORRECTION_EFFORT, ModelPrediction, SimulatedExpert
+from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
+from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
+from frugalseg.data.case import IGNORE, Case, Dataset
+from frugalseg.engine.al_report import plot_curves, spread, summarise_strategy
+from frugalseg.engine.bench import held_out_split
+from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.sqa_train import fine_tune_sqa, predict_with_quality
+from frugalseg.errors import InputError
+from frugalseg.metrics import dice_score
+from frugalseg.models import create_model
+from frugalseg.models.sqa import SQANet
+from frugalseg.quality import calibration_report, error_map_auroc_ap
+
+__all__ = ["bench_al", "evaluate_sqa", "run_al"]
+
+QUICK_MAX_POOL = 48
+QUICK_MAX_TEST = 16
+_CHUNK = 16
+_MC_STRATEGIES = ("bald", "predictive_entropy")
+
+
+def _labelled(cases: Sequence[Case]) -> list[Case]:
+    return [case for case in cases if case.label is not None]
+
+
+def _round_seed(seed: int, round_index: int) -> int:
+    return int(np.random.SeedSequence([seed, round_index + 1]).generate_state(1)[0])
+
+
+def evaluate_sqa(
+    network: SQANet, cases: Sequence[Case], *, size: int, class_names: Sequence[str], error_map: bool = False
+) -> dict[str, Any]:
+    """Dice of the SQA network on labelled ``cases`` and how well it predicts its own quality.
+
+    Per case: the mean foreground Dice at the image's size (empty rule of
+    :func:`~frugalseg.metrics.dice_score`) and the predicted quality. Calibration: Pearson and Spearman
+    correlation and mean absolute error between them (NaN correlations when either is constant).
+    With ``error_map``, the mean over cases of the pixel AUROC and AP of the error map.
+    """
+    num_classes = len(class_names)
+    true, predicted, per_class, aurocs, aps = [], [], [], [], []
+    for start in range(0, len(cases), _CHUNK):
+        chunk = list(cases[start : start + _CHUNK])
+        for case, p in zip(chunk, predict_with_quality(network, chunk, size=size), strict=True):
+            assert case.label is not None and p.label is not None and p.error_prob is not None
+            valid = case.label != IGNORE
+            scores = [dice_score(p.label == c, case.label == c, valid_mask=valid) for c in range(1, num_classes)]
+            per_class.append(scores)
+            true.append(float(np.mean(scores)))
+            predicted.append(p.quality)
+            if error_map:
+                result = error_map_auroc_ap(p.error_prob, (p.label != case.label) & valid, valid)
+                aurocs.append(result["auroc"])
+                aps.append(result["ap"])
+    report: dict[str, Any] = {
+        "dice_mean": float(np.mean(true)),
+        "dice_per_class": dict(zip(class_names[1:], np.mean(per_class, axis=0).tolist(), strict=True)),
+        "predicted_quality_mean": float(np.mean(predicted)),
+        "quality": calibration_report(predicted, true) if len(true) >= 2 else {},
+    }
+    if error_map:
+        report["error_map"] = {"auroc": float(np.nanmean(aurocs)), "ap": float(np.nanmean(aps))}
+    return report
+
+
+def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str, mc_samples: int) -> PoolScores:
+    mc = mc_samples if strategy in _MC_STRATEGIES else 0
+    preds = []
+    for start in range(0, len(cases), _CHUNK * 4):
+        chunk = cases[start : start + _CHUNK * 4]
+        preds += predict_with_quality(
+            network, chunk, size=size, mc_samples=mc, keep_maps=False, features=strategy == "coreset", seed=start
+        )
+    scores = {
+        "entropy": np.array([p.entropy for p in preds]),
+        "quality": np.array([p.quality for p in preds]),
+    }
+    if mc:
+        scores["bald"] = np.array([p.bald for p in preds], dtype=np.float64)
+        scores["predictive_entropy"] = np.array([p.predictive_entropy for p in preds], dtype=np.float64)
+    features = np.stack([p.features for p in preds if p.features is not None]) if strategy == "coreset" else None
+    return PoolScores(scores=scores, features=features)
+
+
+def _expert_view(network: SQANet, cases: list[Case], *, size: int) -> list[ModelPrediction]:
+    out = []
+    for p in predict_with_quality(network, cases, size=size):
+        assert p.label is not None
+        out.append(ModelPrediction(label=p.label, error_prob=p.error_prob))
+    return out
+
+
+def _load_round(path: Path, model: str, *, in_channels: int, num_classes: int, dropout: float) -> SQANet:
+    network = create_model(model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+    if not isinstance(network, SQANet):
+        raise InputError(f"model {model!r} is not a segmentation-quality network; use sqa_small or sqa_test")
+    try:
+        network.load_state_dict(load_torch_file(path, what="SQA weights of the previous round"))
+    except (RuntimeError, KeyError) as error:
+        raise InputError(f"{path}: weights do not fit {model!r} ({error}); delete the run folder to restart") from error
+    return network
+
+
+def _check_settings(path: Path, settings: dict[str, Any]) -> None:
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != json.loads(json.dumps(settings)):
+            raise InputError(f"{path}: this folder holds a run with other settings; use another --out")
+    else:
+        atomic_write_json(path, settings)
+
+
+def run_al(
+    dataset: Dataset,
+    *,
+    strategy: str,
+    initial: int | float,
+    batch: int | float,
+    rounds: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    size: int = 128,
+    epochs_per_round: int = 10,
+    test_cases: Sequence[Case] | None = None,
+    model: str = "sqa_small",
+    cold_start: Literal["random", "diverse"] = "random",
+    acquire: Literal["full", "scribbles"] = "full",
+    mc_samples: int = 8,
+    min_steps: int = 0,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    dropout: float = 0.1,
+    device: str = "cpu",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> ALResult:
+    """One active-learning run of the SQA network with a simulated expert; resumes an interrupted run.
+
+    The pool is the labelled cases of ``dataset`` (their labels play the expert's knowledge); the test set
+    is ``test_cases`` or, when ``None``, a held-out split by subject of the dataset
+    (:func:`~frugalseg.engine.bench.held_out_split`). Each round fine-tunes the previous round's network
+    (:func:`~frugalseg.engine.sqa_train.fine_tune_sqa`, ``epochs_per_round`` epochs on the labelled cases),
+    evaluates it on the test set (:func:`evaluate_sqa`), scores the pool and lets the expert correct the
+    selected batch, shown the network's prediction and error map.
+
+    Args:
+        initial, batch: fractions of the pool in ``(0, 1)`` or counts (``"2%"`` on the command line is 0.02).
+        acquire: ``"full"`` or ``"scribbles"`` (box labels need the weak-supervision trainer).
+        mc_samples: MC-dropout passes for ``bald`` and ``predictive_entropy``.
+        min_steps: lower bound on optimisation steps per round.
+
+    Raises:
+        InputError: bad settings, too few labelled cases, or a folder holding a run with other settings.
+    """
+    if acquire not in ("full", "scribbles"):
+        raise InputError(f"acquire={acquire!r}: expected 'full' or 'scribbles' (box labels need a weak trainer)")
+    config = ActiveLearningConfig(
+        strategy=strategy, initial=initial, batch=batch, rounds=rounds, seed=seed, cold_start=cold_start
+    )
+    if test_cases is None:
+        pool, test = held_out_split(dataset, seed=seed)
+    else:
+        pool, test = _labelled(dataset.cases), _labelled(test_cases)
+    if len(pool) < 2 or not test:
+        raise InputError(
+            f"active learning needs >= 2 labelled pool cases and a test case, got {len(pool)}, {len(test)}"
+        )
+    train_config = TrainConfig(model=model, size=size, epochs=epochs_per_round, batch_size=batch_size, lr=lr, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "loop": config.to_dict(),
+        "train": train_config.to_dict(),
+        "acquire": acquire,
+        "mc_samples": mc_samples,
+        "min_steps": min_steps,
+        "dropout": dropout,
+        "num_pool": len(pool),
+        "test_ids": [case.case_id for case in test],
+    }
+    _check_settings(out / "settings.json", settings)
+    num_classes, in_channels = dataset.num_classes, max(case.channels for case in pool)
+    held: dict[str, SQANet] = {}
+
+    def fine_tune(labelled: list[Case], round_index: int) -> SQANet:
+        network = held.get("network")
+        previous = out / f"round_{round_index - 1:02d}.pt"
+        if network is None and previous.exists():  # a resumed run: warm-start from the saved round
+            network = _load_round(previous, model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+        generator = torch.Generator().manual_seed(_round_seed(seed, round_index))
+        network = fine_tune_sqa(
+            network,
+            labelled,
+            config=train_config,
+            epochs=epochs_per_round,
+            generator=generator,
+            num_classes=num_classes,
+            dropout=dropout,
+            min_steps=min_steps,
+            device=device,
+        )
+        atomic_torch_save(out / f"round_{round_index:02d}.pt", network.state_dict())
+        (out / f"round_{round_index - 2:02d}.pt").unlink(missing_ok=True)
+        held["network"] = network
+        return network
+
+    return run_active_learning(
+        pool,
+        config=config,
+        fine_tune=fine_tune,
+        score=lambda net, cases: _pool_scores(net, cases, size=size, strategy=strategy, mc_samples=mc_samples),
+        evaluate=lambda net: evaluate_sqa(net, test, size=size, class_names=dataset.class_names),
+        expert=SimulatedExpert(acquire=acquire, seed=seed),
+        state_dir=out,
+        predict=lambda net, cases: _expert_view(net, cases, size=size),
+        progress=progress,
+    )
+
+
+def _full_reference(
+    pool: list[Case], test: list[Case], dataset: Dataset, *, seed: int, out: Path, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The SQA network trained on the whole pool with one round's schedule (cached as JSON)."""
+    path = out / f"seed{seed}.json"
+    if path.exists():
+        cached: dict[str, Any] = json.loads(path.read_text())
+        if cached.get("options") == json.loads(json.dumps(options)):
+            return cached
+    config = TrainConfig(
+        model=options["model"],
+        size=options["size"],
+        epochs=options["epochs_per_round"],
+        batch_size=options["batch_size"],
+        lr=options["lr"],
+        seed=seed,
+    )
+    started = time.perf_counter()
+    network = fine_tune_sqa(
+        None,
+        pool,
+        config=config,
+        epochs=options["epochs_per_round"],
+        generator=torch.Generator().manual_seed(_round_seed(seed, -1)),
+        num_classes=dataset.num_classes,
+        dropout=options["dropout"],
+        min_steps=options["min_steps"],
+        device=options["device"],
+    )
+    train_seconds = time.perf_counter() - started
+    report = evaluate_sqa(network, test, size=options["size"], class_names=dataset.class_names, error_map=True)
+    result = {"options": options, "seed": seed, "train_seconds": train_seconds, **report}
+    atomic_write_json(path, result)
+    return result
+
+
+def bench_al(
+    pool_dataset: Dataset,
+    test_cases: Sequence[Case] | None,
+    *,
+    strategies: Sequence[str],
+    seeds: int | Sequence[int],
+    json_path: str | Path,
+    quick: bool = False,
+    initial: int | float = 0.02,
+    batch: int | float = 0.02,
+    rounds: int = 5,
+    size: int = 128,
+    epochs_per_round: int = 10,
+    model: str = "sqa_small",
+    mc_samples: int = 8,
+    min_steps: int = 0,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    dropout: float = 0.1,
+    device: str = "cpu",
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Label-efficiency benchmark: every strategy x seed, the fully supervised reference, JSON and PNG.
+
+    The pool is the labelled cases of ``pool_dataset`` and the test set ``test_cases``, or a held-out split by
+    subject of the pool (seed 0) when ``None``. ``quick`` keeps at most 48 pool cases (evenly spread) and 16 test
+    cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. Runs go to ``<json stem>-runs/`` and
+    are resumed when run again with the same settings.
+
+    Returns:
+        The report written to ``json_path``: ``{"strategies": {name: {"curve": [{"fraction", "dice_mean",
+        "dice_std", ...}], "fraction_of_full_at_10pct", ...}}, "quality": {"pearson", "spearman", ...},
+        "effort": {...}, "full": {...}, ...}``; the plot is ``json_path`` with suffix ``.png``.
+    """
+    started = time.perf_counter()
+    json_path = Path(json_path)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list or not strategies:
+        raise InputError("bench al needs at least one strategy and one seed")
+    for name in strategies:
+        ActiveLearningConfig(strategy=name)  # validates the name
+    if test_cases is None:
+        pool, test = held_out_split(pool_dataset, seed=0)
+    else:
+        pool, test = _labelled(pool_dataset.cases), _labelled(test_cases)
+    if quick:
+        pool = [pool[int(i)] for i in np.linspace(0, len(pool) - 1, min(len(pool), QUICK_MAX_POOL)).round()]
+        test = test[:QUICK_MAX_TEST]
+        size, rounds, epochs_per_round = min(size, 64), min(rounds, 2), min(epochs_per_round, 2)
+    pool_set = dataclasses.replace(pool_dataset, cases=pool)
+    runs = json_path.with_name(json_path.stem + "-runs")
+    options = {
+        "model": model,
+        "size": size,
+        "epochs_per_round": epochs_per_round,
+        "batch_size": batch_size,
+        "lr": lr,
+        "dropout": dropout,
+        "min_steps": min_steps,
+        "device": device,
+        "num_pool": len(pool),
+    }
+    log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
+    full = [_full_reference(pool, test, pool_dataset, seed=s, out=runs / "full", options=options) for s in seed_list]
+    full_dice = float(np.mean([f["dice_mean"] for f in full]))
+    report_strategies: dict[str, Any] = {}
+    effort: dict[str, Any] = {"model": CORRECTION_EFFORT.to_dict(), "strategies": {}}
+    for name in strategies:
+        results = []
+        for s in seed_list:
+            log(f"{name}, seed {s}")
+            results.append(
+                run_al(
+                    pool_set,
+                    strategy=name,
+                    initial=initial,
+                    batch=batch,
+                    rounds=rounds,
+                    out_dir=runs / name / f"seed{s}",
+                    seed=s,
+                    size=size,
+                    epochs_per_round=epochs_per_round,
+                    test_cases=test,
+                    model=model,
+                    mc_samples=mc_samples,
+                    min_steps=min_steps,
+                    batch_size=batch_size,
+                    lr=lr,
+                    dropout=dropout,
+                    device=device,
+                    progress=lambda r: log(f"  {r['num_labelled']} labelled: Dice {r['metrics']['dice_mean']:.4f}"),
+                )
+            )
+        report_strategies[name], effort["strategies"][name] = summarise_strategy(results, full_dice)
+    quality = {
+        key: float(np.nanmean([f["quality"].get(key, np.nan) for f in full])) for key in ("pearson", "spearman", "mae")
+    }
+    report = {
+        "benchmark": "active_learning",
+        "dataset": {
+            "root": pool_dataset.root,
+            "format": pool_dataset.source_format,
+            "classes": pool_dataset.class_names,
+        },
+        "num_pool": len(pool),
+        "num_test": len(test),
+        "seeds": seed_list,
+        "settings": {
+            **options,
+            "initial": initial,
+            "batch": batch,
+            "rounds": rounds,
+            "mc_samples": mc_samples,
+            "quick": quick,
+        },
+        "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},
+        "strategies": report_strategies,
+        "quality": {
+            **quality,
+            "error_map": {k: float(np.nanmean([f["error_map"][k] for f in full])) for k in ("auroc", "ap")},
+            "source": "fully supervised SQA network on the test cases (mean over seeds); per strategy: final_quality",
+        },
+        "effort": effort,
+        "plot": str(json_path.with_suffix(".png")),
+        "seconds": time.perf_counter() - started,
+    }
+    plot_curves(
+        report_strategies,
+        full_dice,
+        json_path.with_suffix(".png"),
+        title=pool_dataset.root or pool_dataset.source_format,
+    )
+    atomic_write_json(json_path, report)
+    return report

@@ -1,0 +1,118 @@
+"""Summaries of active-learning runs over seeds, and the label-efficiency plot (Dice against % labelled)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalseg.active.loop import ALResult
+from frugalseg.atomic import atomic_write_bytes
+
+__all__ = ["plot_curves", "spread", "summarise_strategy"]
+
+
+def _at_fraction(curve: list[dict[str, Any]], fraction: float) -> float | None:
+    """The mean Dice at ``fraction`` labelled, linear between rounds; ``None`` outside the curve."""
+    xs = np.array([point["fraction"] for point in curve])
+    ys = np.array([point["dice_mean"] for point in curve], dtype=np.float64)
+    if xs.size == 0 or fraction < xs.min() - 1e-9 or fraction > xs.max() + 1e-9:
+        return None
+    return float(np.interp(fraction, xs, ys))
+
+
+def spread(values: Sequence[float]) -> float:
+    """Sample standard deviation (``ddof=1``) of the values over seeds; 0 for a single seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise_strategy(results: list[ALResult], full_dice: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Curve and effort summary of one strategy over its seeds (rounds aligned by index).
+
+    Curve points: mean fraction labelled, mean and spread (:func:`spread`) of the test Dice over seeds, mean
+    cumulative effort. ``fraction_of_full_at_10pct``: the mean Dice at 10 % labelled (linear between rounds;
+    ``None`` when the curve does not span 10 %) over ``full_dice``. Effort: mean over seeds of the seconds
+    charged for all acquisitions and of drawing the same images from scratch, with and without the cold
+    start (which is always drawn from scratch).
+
+    Returns:
+        ``(strategy summary, effort summary)``.
+    """
+    num_rounds = min(len(r.rounds) for r in results)
+    curve = []
+    for i in range(num_rounds):
+        dice = [r.rounds[i]["metrics"]["dice_mean"] for r in results]
+        curve.append(
+            {
+                "fraction": float(np.mean([r.rounds[i]["fraction"] for r in results])),
+                "num_labelled": int(results[0].rounds[i]["num_labelled"]),
+                "dice_mean": float(np.mean(dice)),
+                "dice_std": spread(dice),
+                "effort_seconds": float(np.mean([r.rounds[i]["effort"]["seconds"] for r in results])),
+                "scratch_seconds": float(np.mean([r.rounds[i]["effort"]["scratch_seconds"] for r in results])),
+            }
+        )
+    at = {f"{p}pct": _at_fraction(curve, p / 100) for p in (5, 10)}
+    final_quality = [r.rounds[num_rounds - 1]["metrics"].get("quality", {}) for r in results]
+    summary = {
+        "curve": curve,
+        "fraction_of_full_at_10pct": None if at["10pct"] is None or full_dice <= 0 else at["10pct"] / full_dice,
+        "dice_at_5pct": at["5pct"],
+        "dice_at_10pct": at["10pct"],
+        "final_quality": {
+            key: float(np.nanmean([q.get(key, np.nan) for q in final_quality])) for key in ("pearson", "spearman")
+        },
+    }
+    effort: dict[str, Any] = {}
+    for label, keep in (("", lambda a: True), ("_after_cold_start", lambda a: a["round"] >= 0)):
+        seconds = float(np.mean([sum(a["seconds"] for a in r.acquisitions if keep(a)) for r in results]))
+        scratch = float(np.mean([sum(a["scratch_seconds"] for a in r.acquisitions if keep(a)) for r in results]))
+        effort[f"assisted_seconds{label}"] = seconds
+        effort[f"scratch_seconds{label}"] = scratch
+        effort[f"ratio{label}"] = seconds / scratch if scratch > 0 else None
+    return summary, effort
+
+
+def plot_curves(
+    strategies: Mapping[str, Mapping[str, Any]], full_dice: float, path: str | Path, *, title: str = ""
+) -> Path:
+    """Write a PNG of each strategy's mean Dice (band: +- the spread over seeds) against % labelled.
+
+    The fully supervised Dice is drawn as a horizontal line, and 99 % of it dashed. Uses matplotlib's Agg
+    canvas directly (no global backend change).
+
+    Args:
+        strategies: ``{name: {"curve": [{"fraction", "dice_mean", "dice_std"}, ...]}}`` as in the report.
+        full_dice: the fully supervised reference's mean Dice.
+        path: the PNG to write (atomically).
+        title: the plot's title (e.g. the dataset).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.4), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, summary in strategies.items():
+        curve = summary["curve"]
+        x = [100 * point["fraction"] for point in curve]
+        mean = [point["dice_mean"] for point in curve]
+        std = [point["dice_std"] for point in curve]
+        (line,) = axes.plot(x, mean, marker="o", markersize=3, label=name)
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        axes.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    axes.axhline(full_dice, color="black", linewidth=1, label="fully supervised")
+    axes.axhline(0.99 * full_dice, color="black", linewidth=1, linestyle="--", label="99% of fully supervised")
+    axes.set_xlabel("% of the pool labelled")
+    axes.set_ylabel("mean foreground Dice (test)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())

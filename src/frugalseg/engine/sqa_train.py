@@ -1,0 +1,267 @@
+"""Train the segmentation-quality (SQA) network and score images with it: predictions, error maps, quality.
+
+Training reuses the supervised engine's pieces (``stack_cases``, ``augment_batch``, the one-cycle learning-rate
+schedule, :class:`~frugalseg.engine.config.TrainConfig`) with the joint loss
+:func:`frugalseg.quality.sqa_loss` (segmentation loss + class-balanced BCE on the error map, the error
+target recomputed from the current prediction at every step). There is no validation split or early
+stopping here: the active-learning loop fine-tunes on what the expert labelled and evaluates elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from frugalseg.active.strategies import bald_scores, entropy_scores, predictive_entropy_scores
+from frugalseg.data.case import Case
+from frugalseg.engine.augment import augment_batch
+from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, stack_cases
+from frugalseg.engine.train import _one_cycle
+from frugalseg.errors import InputError
+from frugalseg.models import create_model
+from frugalseg.models.sqa import SQANet, enable_mc_dropout
+from frugalseg.quality import predicted_dice, predicted_error_fraction, sqa_loss
+
+__all__ = ["QualityPrediction", "fine_tune_sqa", "predict_with_quality"]
+
+
+def _seed_from(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+def _in_channels(network: nn.Module) -> int:
+    first = next(m for m in network.modules() if isinstance(m, nn.Conv2d))
+    return int(first.in_channels)
+
+
+def fine_tune_sqa(
+    network: SQANet | None,
+    cases: Sequence[Case],
+    *,
+    config: TrainConfig,
+    epochs: int,
+    generator: torch.Generator,
+    num_classes: int,
+    dropout: float = 0.1,
+    min_steps: int = 0,
+    error_weight: float = 1.0,
+    device: str = "cpu",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> SQANet:
+    """Train an SQA network on labelled ``cases``, from scratch or warm-started from ``network``.
+
+    ``epochs * ceil(len(cases) / batch)`` optimisation steps (at least ``min_steps``), each on a batch of
+    ``min(config.batch_size, len(cases))`` cases drawn without replacement within each pass, with AdamW
+    and a one-cycle schedule over the call (warm-up then cosine decay), augmentation when ``config.augment``.
+
+    Args:
+        network: the network to continue training (modified in place), or ``None`` to build
+            ``config.model`` (an ``sqa_*`` model) with ``dropout``, initialised from ``generator``.
+        cases: labelled cases (``IGNORE`` marks unlabelled pixels of partial labels, e.g. scribbles).
+        config: ``model``, ``size``, ``batch_size``, ``lr``, ``weight_decay``, ``augment`` are used.
+        epochs: passes over ``cases``.
+        generator: all randomness (initialisation, batch order, augmentation).
+        num_classes: segmentation classes, background included.
+        dropout: dropout of a newly built network (> 0 enables MC-dropout scoring).
+        min_steps: lower bound on the number of optimisation steps (small labelled sets).
+        error_weight: weight of the error-map term of the loss.
+        device: where to train (the network stays there).
+        progress: called after each step with ``{"step", "steps", "loss", "segmentation", "error"}``.
+
+    Returns:
+        The trained network, in eval mode.
+
+    Raises:
+        InputError: no labelled case, a model that is not an SQA network, or a diverging loss.
+    """
+    if not cases:
+        raise InputError("fine-tuning the SQA network needs at least one labelled case")
+    if epochs < 1 or min_steps < 0:
+        raise ValueError(f"expected epochs >= 1 and min_steps >= 0, got {epochs} and {min_steps}")
+    if network is None:
+        in_channels = max(case.channels for case in cases)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed_from(generator))
+            built = create_model(config.model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+        if not isinstance(built, SQANet):
+            raise InputError(f"model {config.model!r} is not a segmentation-quality network; use sqa_small or sqa_test")
+        network = built
+    if network.num_classes != num_classes:
+        raise ValueError(f"the network predicts {network.num_classes} classes, expected {num_classes}")
+    images, labels = stack_cases(cases, size=config.size, in_channels=_in_channels(network), num_classes=num_classes)
+    network.to(device)
+    batch = min(config.batch_size, len(cases))
+    steps = max(epochs * math.ceil(len(cases) / batch), min_steps)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(steps))
+    queue = torch.empty(0, dtype=torch.long)
+    network.train()
+    for step in range(steps):
+        if queue.numel() < batch:
+            queue = torch.cat([queue, torch.randperm(len(cases), generator=generator)])
+        index, queue = queue[:batch], queue[batch:]
+        x, target = images[index], labels[index]
+        if config.augment:
+            x, target = augment_batch(x, target, generator=generator)
+        terms = sqa_loss(network(x.to(device)), target.to(device), num_classes=num_classes, error_weight=error_weight)
+        if not torch.isfinite(terms.total):
+            raise InputError(f"SQA training diverged: non-finite loss at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        optimizer.step()
+        scheduler.step()
+        if progress is not None:
+            progress(
+                {
+                    "step": step + 1,
+                    "steps": steps,
+                    "loss": float(terms.total.detach()),
+                    "segmentation": float(terms.segmentation.detach()),
+                    "error": float(terms.error.detach()),
+                }
+            )
+    return network.eval()
+
+
+@dataclass(frozen=True)
+class QualityPrediction:
+    """The SQA network's view of one image.
+
+    Attributes:
+        label: predicted label map at the image's size (``None`` unless ``keep_maps``).
+        probabilities: class probabilities at the image's size (``None`` unless ``keep_maps``).
+        error_prob: probability that each pixel of ``label`` is wrong, at the image's size (idem).
+        predicted_dice: predicted Dice of each foreground class (at the network's input size).
+        quality: mean of ``predicted_dice`` (1 = perfect), the SQA strategy's input.
+        error_fraction: mean predicted error probability (at the network's input size).
+        entropy: mean per-pixel softmax entropy (nats).
+        bald: mean MC-dropout mutual information, ``None`` without MC samples.
+        predictive_entropy: mean entropy of the MC-dropout mean prediction, ``None`` without MC samples.
+        features: global average of the deepest encoder features (core-set), ``None`` unless asked.
+
+    Shape:
+        ``label (H, W)`` uint8, ``probabilities (C, H, W)``, ``error_prob (H, W)`` float32,
+        ``predicted_dice (C - 1,)``, ``features (D,)``.
+    """
+
+    label: np.ndarray | None
+    probabilities: np.ndarray | None
+    error_prob: np.ndarray | None
+    predicted_dice: np.ndarray
+    quality: float
+    error_fraction: float
+    entropy: float
+    bald: float | None = None
+    predictive_entropy: float | None = None
+    features: np.ndarray | None = None
+
+
+@torch.inference_mode()
+def predict_with_quality(
+    network: SQANet,
+    cases: Sequence[Case],
+    *,
+    size: int,
+    mc_samples: int = 0,
+    keep_maps: bool = True,
+    features: bool = False,
+    error_prevalence: float | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> list[QualityPrediction]:
+    """Predict, and predict the quality of the prediction, for every case (labels are not read).
+
+    Args:
+        network: a trained SQA network (left in eval mode).
+        cases: the images.
+        size: the network's input side (as trained).
+        mc_samples: MC-dropout passes for ``bald`` and ``predictive_entropy`` (0: not computed; the network
+            needs dropout > 0).
+        keep_maps: return the label, probability and error maps at each image's size (memory: keep off
+            when scoring a large pool).
+        features: return encoder features for core-set selection.
+        error_prevalence: fraction of wrong pixels the error head was trained on, to undo the class
+            balancing's 50/50 prior by shifting its logits by ``log(pi / (1 - pi))`` (``None``: as is).
+        batch_size: images per forward pass.
+        seed: seeds the MC-dropout masks (the global random state is left as it was).
+
+    Raises:
+        ValueError: ``mc_samples > 0`` on a network without dropout, or a bad ``error_prevalence``.
+    """
+    if mc_samples < 0 or batch_size < 1:
+        raise ValueError(f"expected mc_samples >= 0 and batch_size >= 1, got {mc_samples} and {batch_size}")
+    shift = 0.0
+    if error_prevalence is not None:
+        if not 0.0 < error_prevalence < 1.0:
+            raise ValueError(f"error_prevalence must lie in (0, 1), got {error_prevalence}")
+        shift = math.log(error_prevalence / (1.0 - error_prevalence))
+    network.eval()
+    device = next(network.parameters()).device
+    in_channels = _in_channels(network)
+    captured: list[torch.Tensor] = []
+    hook = network.segmenter.encoder[-1].register_forward_hook(lambda _m, _i, out: captured.append(out))
+    results: list[QualityPrediction] = []
+    try:
+        for start in range(0, len(cases), batch_size):
+            chunk = cases[start : start + batch_size]
+            x = torch.stack([image_to_tensor(c.image, size=size, in_channels=in_channels) for c in chunk]).to(device)
+            captured.clear()
+            output = network(x)
+            pooled = captured[0].float().mean(dim=(2, 3)).cpu().numpy() if features else None
+            probs = torch.softmax(output.logits.float(), dim=1).cpu()
+            error = torch.sigmoid(output.error_logits.float() + shift).cpu()
+            dice = predicted_dice(probs.argmax(dim=1), error, num_classes=network.num_classes, probabilities=probs)
+            fraction = predicted_error_fraction(error)
+            entropy = entropy_scores(probs.double().numpy())
+            bald = predictive = None
+            if mc_samples:
+                bald, predictive = _mc_scores(network, x, mc_samples, seed=seed + start)
+            for i, case in enumerate(chunk):
+                maps = _maps(probs[i], error[i], case.shape) if keep_maps else (None, None, None)
+                results.append(
+                    QualityPrediction(
+                        label=maps[0],
+                        probabilities=maps[1],
+                        error_prob=maps[2],
+                        predicted_dice=dice[i].numpy().astype(np.float64),
+                        quality=float(dice[i].mean()),
+                        error_fraction=float(fraction[i]),
+                        entropy=float(entropy[i]),
+                        bald=None if bald is None else float(bald[i]),
+                        predictive_entropy=None if predictive is None else float(predictive[i]),
+                        features=None if pooled is None else pooled[i],
+                    )
+                )
+    finally:
+        hook.remove()
+        network.eval()
+    return results
+
+
+def _maps(
+    probs: torch.Tensor, error: torch.Tensor, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label, probabilities and error map at the image's size from the network-size maps."""
+    full = resize_probabilities(probs[None], shape)[0]
+    error_full = resize_probabilities(error[None], shape)[0, 0].clamp(0.0, 1.0)
+    return full.argmax(dim=0).numpy().astype(np.uint8), full.numpy(), error_full.numpy()
+
+
+def _mc_scores(network: SQANet, x: torch.Tensor, samples: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """BALD and predictive entropy per image from ``samples`` MC-dropout passes of the segmentation branch."""
+    if enable_mc_dropout(network) == 0:
+        network.eval()
+        raise ValueError("mc_samples > 0 needs a network with dropout (build it with dropout > 0)")
+    with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
+        torch.manual_seed(seed)
+        mc = torch.stack([torch.softmax(network.segment(x).float(), dim=1).cpu() for _ in range(samples)])
+    network.eval()
+    array = mc.double().numpy()
+    return bald_scores(array), predictive_entropy_scores(array)
