@@ -21,9 +21,10 @@ its boundary (proportional to the full boundary length).
   pixels on the other side of the true boundary, the image border counting as outside ``c``; measured as
   :func:`~frugalseg.annotations.effort.boundary_length` measures, in pixels of the finer axis), charged at the
   from-scratch rate ``vertex_seconds / boundary_px_per_vertex``: the expert redraws the wrong stretch of
-  outline and the wrong side goes with it. When the prediction is empty, the regions are the objects and
-  the redrawn length is their whole boundary, so correction costs exactly ``review_seconds`` more than
-  drawing from scratch.
+  outline and the wrong side goes with it. A region touching no true boundary — a false island or a hole
+  in the prediction — has nothing to redraw: it is deleted or filled with a click (its find cost). When the
+  prediction is empty, the regions are the objects and the redrawn length is their whole boundary, so
+  correction costs exactly ``review_seconds`` more than drawing from scratch.
 * **find(R)**, guided by the predicted error map ``e``: a region is *flagged* when at least
   ``flag_fraction`` of its pixels have ``e >= flag_threshold``; a flagged region costs
   ``flagged_find_seconds`` to find (the eye goes to the highlighted spot), an unflagged one

@@ -23,18 +23,16 @@ import torch
 from frugalseg.active.expert import CORRECTION_EFFORT, ModelPrediction, SimulatedExpert
 from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
-from frugalseg.data.case import IGNORE, Case, Dataset
-from frugalseg.engine.al_report import plot_curves, spread, summarise_strategy
+from frugalseg.data.case import Case, Dataset
+from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy
 from frugalseg.engine.bench import held_out_split
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.sqa_train import fine_tune_sqa, predict_with_quality
+from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
 from frugalseg.errors import InputError
-from frugalseg.metrics import dice_score
 from frugalseg.models import create_model
 from frugalseg.models.sqa import SQANet
-from frugalseg.quality import calibration_report, error_map_auroc_ap
 
-__all__ = ["bench_al", "evaluate_sqa", "run_al"]
+__all__ = ["bench_al", "run_al"]
 
 QUICK_MAX_POOL = 48
 QUICK_MAX_TEST = 16
@@ -50,47 +48,12 @@ def _round_seed(seed: int, round_index: int) -> int:
     return int(np.random.SeedSequence([seed, round_index + 1]).generate_state(1)[0])
 
 
-def evaluate_sqa(
-    network: SQANet, cases: Sequence[Case], *, size: int, class_names: Sequence[str], error_map: bool = False
-) -> dict[str, Any]:
-    """Dice of the SQA network on labelled ``cases`` and how well it predicts its own quality.
-
-    Per case: the mean foreground Dice at the image's size (empty rule of
-    :func:`~frugalseg.metrics.dice_score`) and the predicted quality. Calibration: Pearson and Spearman
-    correlation and mean absolute error between them (NaN correlations when either is constant).
-    With ``error_map``, the mean over cases of the pixel AUROC and AP of the error map.
-    """
-    num_classes = len(class_names)
-    true, predicted, per_class, aurocs, aps = [], [], [], [], []
-    for start in range(0, len(cases), _CHUNK):
-        chunk = list(cases[start : start + _CHUNK])
-        for case, p in zip(chunk, predict_with_quality(network, chunk, size=size), strict=True):
-            assert case.label is not None and p.label is not None and p.error_prob is not None
-            valid = case.label != IGNORE
-            scores = [dice_score(p.label == c, case.label == c, valid_mask=valid) for c in range(1, num_classes)]
-            per_class.append(scores)
-            true.append(float(np.mean(scores)))
-            predicted.append(p.quality)
-            if error_map:
-                result = error_map_auroc_ap(p.error_prob, (p.label != case.label) & valid, valid)
-                aurocs.append(result["auroc"])
-                aps.append(result["ap"])
-    report: dict[str, Any] = {
-        "dice_mean": float(np.mean(true)),
-        "dice_per_class": dict(zip(class_names[1:], np.mean(per_class, axis=0).tolist(), strict=True)),
-        "predicted_quality_mean": float(np.mean(predicted)),
-        "quality": calibration_report(predicted, true) if len(true) >= 2 else {},
-    }
-    if error_map:
-        report["error_map"] = {"auroc": float(np.nanmean(aurocs)), "ap": float(np.nanmean(aps))}
-    return report
-
-
 def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str, mc_samples: int) -> PoolScores:
     mc = mc_samples if strategy in _MC_STRATEGIES else 0
     preds = []
-    for start in range(0, len(cases), _CHUNK * 4):
-        chunk = cases[start : start + _CHUNK * 4]
+    step = _CHUNK if mc else 4 * _CHUNK  # MC samples hold T probability maps per image
+    for start in range(0, len(cases), step):
+        chunk = cases[start : start + step]
         preds += predict_with_quality(
             network, chunk, size=size, mc_samples=mc, keep_maps=False, features=strategy == "coreset", seed=start
         )
@@ -108,7 +71,8 @@ def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str
 def _expert_view(network: SQANet, cases: list[Case], *, size: int) -> list[ModelPrediction]:
     out = []
     for p in predict_with_quality(network, cases, size=size):
-        assert p.label is not None
+        if p.label is None:
+            raise ValueError("predict_with_quality returned no label map although keep_maps is on")
         out.append(ModelPrediction(label=p.label, error_prob=p.error_prob))
     return out
 
@@ -369,9 +333,7 @@ def bench_al(
                 )
             )
         report_strategies[name], effort["strategies"][name] = summarise_strategy(results, full_dice)
-    quality = {
-        key: float(np.nanmean([f["quality"].get(key, np.nan) for f in full])) for key in ("pearson", "spearman", "mae")
-    }
+    quality = {key: mean_defined([f["quality"].get(key) for f in full]) for key in ("pearson", "spearman", "mae")}
     report = {
         "benchmark": "active_learning",
         "dataset": {
@@ -394,7 +356,7 @@ def bench_al(
         "strategies": report_strategies,
         "quality": {
             **quality,
-            "error_map": {k: float(np.nanmean([f["error_map"][k] for f in full])) for k in ("auroc", "ap")},
+            "error_map": {k: mean_defined([f["error_map"][k] for f in full]) for k in ("auroc", "ap")},
             "source": "fully supervised SQA network on the test cases (mean over seeds); per strategy: final_quality",
         },
         "effort": effort,

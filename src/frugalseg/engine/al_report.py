@@ -12,7 +12,16 @@ import numpy as np
 from frugalseg.active.loop import ALResult
 from frugalseg.atomic import atomic_write_bytes
 
-__all__ = ["plot_curves", "spread", "summarise_strategy"]
+__all__ = ["mean_defined", "plot_curves", "spread", "summarise_strategy"]
+
+
+def mean_defined(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that are defined (not ``None``, finite); ``None`` when none is.
+
+    Correlations are undefined (NaN, saved as ``null``) when a model predicts a constant quality.
+    """
+    kept = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
 
 
 def _at_fraction(curve: list[dict[str, Any]], fraction: float) -> float | None:
@@ -62,9 +71,7 @@ def summarise_strategy(results: list[ALResult], full_dice: float) -> tuple[dict[
         "fraction_of_full_at_10pct": None if at["10pct"] is None or full_dice <= 0 else at["10pct"] / full_dice,
         "dice_at_5pct": at["5pct"],
         "dice_at_10pct": at["10pct"],
-        "final_quality": {
-            key: float(np.nanmean([q.get(key, np.nan) for q in final_quality])) for key in ("pearson", "spearman")
-        },
+        "final_quality": {key: mean_defined([q.get(key) for q in final_quality]) for key in ("pearson", "spearman")},
     }
     effort: dict[str, Any] = {}
     for label, keep in (("", lambda a: True), ("_after_cold_start", lambda a: a["round"] >= 0)):

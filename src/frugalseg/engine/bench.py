@@ -14,7 +14,7 @@ import torch
 
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
-from frugalseg.data.splits import split_by_subject
+from frugalseg.data.splits import train_test
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import SegmentationModel
@@ -27,12 +27,9 @@ QUICK_MAX_TEST = 16
 
 
 def held_out_split(dataset: Dataset, *, seed: int, test_fraction: float = 0.2) -> tuple[list[Case], list[Case]]:
-    """The dataset's own test split when it has one, else ``test_fraction`` of the subjects."""
-    labelled = [case for case in dataset.cases if case.label is not None]
-    test = [case for case in labelled if case.split == "test"]
-    if test:
-        return [case for case in labelled if case.split != "test"], test
-    return split_by_subject(labelled, holdout_fraction=test_fraction, seed=seed)
+    """Labelled cases split into (train, test): the dataset's own test split, else ``test_fraction`` of subjects."""
+    labelled = dataclasses.replace(dataset, cases=[case for case in dataset.cases if case.label is not None])
+    return train_test(labelled, holdout_fraction=test_fraction, seed=seed)
 
 
 def bench_supervised(

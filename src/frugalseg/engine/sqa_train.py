@@ -9,8 +9,9 @@ stopping here: the active-learning loop fine-tunes on what the expert labelled a
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,21 +20,38 @@ import torch
 from torch import nn
 
 from frugalseg.active.strategies import bald_scores, entropy_scores, predictive_entropy_scores
-from frugalseg.data.case import Case
+from frugalseg.data.case import IGNORE, Case
+from frugalseg.engine.al_report import mean_defined
 from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, stack_cases
 from frugalseg.engine.train import _one_cycle
 from frugalseg.errors import InputError
+from frugalseg.metrics import dice_score
 from frugalseg.models import create_model
 from frugalseg.models.sqa import SQANet, enable_mc_dropout
-from frugalseg.quality import predicted_dice, predicted_error_fraction, sqa_loss
+from frugalseg.quality import (
+    calibration_report,
+    error_map_auroc_ap,
+    predicted_dice,
+    predicted_error_fraction,
+    sqa_loss,
+)
 
-__all__ = ["QualityPrediction", "fine_tune_sqa", "predict_with_quality"]
+__all__ = ["QualityPrediction", "evaluate_sqa", "fine_tune_sqa", "predict_with_quality"]
 
 
 def _seed_from(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+@contextlib.contextmanager
+def _seeded_torch(generator: torch.Generator, device: str) -> Iterator[None]:
+    """Fork the torch random state (CPU, and the CUDA device in use) and seed it from ``generator``."""
+    target = torch.device(device)
+    with torch.random.fork_rng(devices=[target.index or 0] if target.type == "cuda" else []):
+        torch.manual_seed(_seed_from(generator))
+        yield
 
 
 def _in_channels(network: nn.Module) -> int:
@@ -87,8 +105,7 @@ def fine_tune_sqa(
         raise ValueError(f"expected epochs >= 1 and min_steps >= 0, got {epochs} and {min_steps}")
     if network is None:
         in_channels = max(case.channels for case in cases)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed_from(generator))
+        with _seeded_torch(generator, "cpu"):
             built = create_model(config.model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
         if not isinstance(built, SQANet):
             raise InputError(f"model {config.model!r} is not a segmentation-quality network; use sqa_small or sqa_test")
@@ -101,32 +118,35 @@ def fine_tune_sqa(
     steps = max(epochs * math.ceil(len(cases) / batch), min_steps)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(steps))
-    queue = torch.empty(0, dtype=torch.long)
     network.train()
-    for step in range(steps):
-        if queue.numel() < batch:
-            queue = torch.cat([queue, torch.randperm(len(cases), generator=generator)])
-        index, queue = queue[:batch], queue[batch:]
-        x, target = images[index], labels[index]
-        if config.augment:
-            x, target = augment_batch(x, target, generator=generator)
-        terms = sqa_loss(network(x.to(device)), target.to(device), num_classes=num_classes, error_weight=error_weight)
-        if not torch.isfinite(terms.total):
-            raise InputError(f"SQA training diverged: non-finite loss at step {step}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        optimizer.step()
-        scheduler.step()
-        if progress is not None:
-            progress(
-                {
-                    "step": step + 1,
-                    "steps": steps,
-                    "loss": float(terms.total.detach()),
-                    "segmentation": float(terms.segmentation.detach()),
-                    "error": float(terms.error.detach()),
-                }
+    with _seeded_torch(generator, device):  # dropout masks replay; the global random state is left alone
+        queue = torch.empty(0, dtype=torch.long)
+        for step in range(steps):
+            if queue.numel() < batch:
+                queue = torch.cat([queue, torch.randperm(len(cases), generator=generator)])
+            index, queue = queue[:batch], queue[batch:]
+            x, target = images[index], labels[index]
+            if config.augment:
+                x, target = augment_batch(x, target, generator=generator)
+            terms = sqa_loss(
+                network(x.to(device)), target.to(device), num_classes=num_classes, error_weight=error_weight
             )
+            if not torch.isfinite(terms.total):
+                raise InputError(f"SQA training diverged: non-finite loss at step {step}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+            scheduler.step()
+            if progress is not None:
+                progress(
+                    {
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": float(terms.total.detach()),
+                        "segmentation": float(terms.segmentation.detach()),
+                        "error": float(terms.error.detach()),
+                    }
+                )
     return network.eval()
 
 
@@ -265,3 +285,43 @@ def _mc_scores(network: SQANet, x: torch.Tensor, samples: int, *, seed: int) -> 
     network.eval()
     array = mc.double().numpy()
     return bald_scores(array), predictive_entropy_scores(array)
+
+
+_CHUNK = 16
+
+
+def evaluate_sqa(
+    network: SQANet, cases: Sequence[Case], *, size: int, class_names: Sequence[str], error_map: bool = False
+) -> dict[str, Any]:
+    """Dice of the SQA network on labelled ``cases`` and how well it predicts its own quality.
+
+    Per case: the mean foreground Dice at the image's size (empty rule of
+    :func:`~frugalseg.metrics.dice_score`) and the predicted quality. Calibration: Pearson and Spearman
+    correlation and mean absolute error between them (NaN correlations when either is constant).
+    With ``error_map``, the mean over cases of the pixel AUROC and AP of the error map.
+    """
+    num_classes = len(class_names)
+    true, predicted, per_class, aurocs, aps = [], [], [], [], []
+    for start in range(0, len(cases), _CHUNK):
+        chunk = list(cases[start : start + _CHUNK])
+        for case, p in zip(chunk, predict_with_quality(network, chunk, size=size), strict=True):
+            if case.label is None or p.label is None or p.error_prob is None:
+                raise InputError(f"case {case.case_id}: evaluation needs its label map")
+            valid = case.label != IGNORE
+            scores = [dice_score(p.label == c, case.label == c, valid_mask=valid) for c in range(1, num_classes)]
+            per_class.append(scores)
+            true.append(float(np.mean(scores)))
+            predicted.append(p.quality)
+            if error_map:
+                result = error_map_auroc_ap(p.error_prob, (p.label != case.label) & valid, valid)
+                aurocs.append(result["auroc"])
+                aps.append(result["ap"])
+    report: dict[str, Any] = {
+        "dice_mean": float(np.mean(true)),
+        "dice_per_class": dict(zip(class_names[1:], np.mean(per_class, axis=0).tolist(), strict=True)),
+        "predicted_quality_mean": float(np.mean(predicted)),
+        "quality": calibration_report(predicted, true) if len(true) >= 2 else {},
+    }
+    if error_map:
+        report["error_map"] = {"auroc": mean_defined(aurocs), "ap": mean_defined(aps)}
+    return report

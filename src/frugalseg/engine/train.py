@@ -98,7 +98,7 @@ def train(
     )
     steps_per_epoch = max(config.min_steps_per_epoch, len(fit_cases) // config.batch_size)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(config.epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(config.epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "best_dice": -1.0, "stale": 0}
     checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -173,7 +173,7 @@ def _split(cases: Sequence[Case], config: TrainConfig) -> tuple[list[Case], list
     return split_by_subject(cases, holdout_fraction=config.val_fraction, seed=config.seed)
 
 
-def _one_cycle(total_steps: int, warmup_fraction: float = 0.05) -> Callable[[int], float]:
+def one_cycle(total_steps: int, warmup_fraction: float = 0.05) -> Callable[[int], float]:
     """Linear warm-up, then cosine decay to 1% of the peak learning rate."""
     warmup = max(1, int(total_steps * warmup_fraction))
 

@@ -28,6 +28,7 @@ from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
 from frugalseg.foundation.sam_mask_decoder import MaskDecoder
 from frugalseg.foundation.sam_prompt_encoder import PromptEncoder
 from frugalseg.foundation.tiny_vit import TinyViT
+from frugalseg.foundation.tiny_vit_fast import encode_fast
 
 __all__ = ["IMAGE_SIZE", "MODEL_ID", "LiteMedSAM", "LiteMedSAMSegmenter"]
 
@@ -72,7 +73,13 @@ class LiteMedSAM(nn.Module):
         return model.eval()
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Image embedding. Shape: ``(B, 3, 256, 256)`` in [0, 1] -> ``(B, 256, 64, 64)``."""
+        """Image embedding. Shape: ``(B, 3, 256, 256)`` in [0, 1] -> ``(B, 256, 64, 64)``.
+
+        In eval mode without autograd this runs :func:`~frugalseg.foundation.tiny_vit_fast.encode_fast`
+        (the same computation, fused and tiled: about 2x faster on a CPU, equal to float rounding).
+        """
+        if not self.image_encoder.training and not torch.is_grad_enabled():
+            return encode_fast(self.image_encoder, x)
         return self.image_encoder(x)
 
     def decode(

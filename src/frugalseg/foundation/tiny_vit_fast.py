@@ -18,8 +18,11 @@ It requires eval mode (batch norm uses running statistics) and is meant to be ca
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from frugalseg.foundation.layers import LayerNorm2d
 from frugalseg.foundation.tiny_vit import (
@@ -186,7 +189,7 @@ def encode_fast(
         raise ValueError(f"tile_rows and chunk_tokens must be >= 1, got {tile_rows} and {chunk_tokens}")
     stem = encoder.patch_embed.seq
     h = x.permute(0, 2, 3, 1).contiguous()
-    h = _pointwise(_gelu_(_pointwise(h, stem[0])), stem[2])
+    h = _pointwise(_gelu_(_pointwise(h, cast(ConvBN, stem[0]))), cast(ConvBN, stem[2]))
     for stage in encoder.layers:
         if isinstance(stage, ConvStage):
             for block in stage.blocks:
@@ -203,8 +206,9 @@ def encode_fast(
             raise ValueError(f"encode_fast: unknown stage type {type(stage).__name__}")
         if stage.downsample is not None:
             h = _downsample(h.contiguous(), stage.downsample, tile_rows)
-    neck = encoder.neck
-    h = _layer_norm_channels_last(F.linear(h, neck[0].weight.flatten(1)), neck[1])
-    h = F.conv2d(h.permute(0, 3, 1, 2), neck[2].weight, padding=1)
-    h = _layer_norm_channels_last(h.permute(0, 2, 3, 1), neck[3])
+    project, norm1 = cast(nn.Conv2d, encoder.neck[0]), cast(LayerNorm2d, encoder.neck[1])
+    conv, norm2 = cast(nn.Conv2d, encoder.neck[2]), cast(LayerNorm2d, encoder.neck[3])
+    h = _layer_norm_channels_last(F.linear(h, project.weight.flatten(1)), norm1)
+    h = F.conv2d(h.permute(0, 3, 1, 2), conv.weight, padding=conv.padding)
+    h = _layer_norm_channels_last(h.permute(0, 2, 3, 1), norm2)
     return h.permute(0, 3, 1, 2).contiguous()

@@ -51,7 +51,7 @@ class TagClassifier(nn.Module):
         ``cams``: ``(B, in_channels, H, W) -> (B, num_classes - 1, H / 2**(len(channels) - 1), ...)``.
     """
 
-    def __init__(self, *, in_channels: int, num_classes: int, channels: tuple[int, ...] = (16, 32, 64, 64)) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int, channels: tuple[int, ...] = (16, 32, 64)) -> None:
         super().__init__()
         if num_classes < 2 or in_channels < 1 or not channels:
             raise ValueError(f"in_channels={in_channels}, num_classes={num_classes}: expected >= 1 and >= 2")
@@ -153,11 +153,10 @@ def train_tag_classifier(
 
 @torch.no_grad()
 def class_activation_maps(classifier: TagClassifier, images: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
-    """Class activation maps, flip-averaged, made non-negative, upsampled to the images and scaled to max 1.
+    """Class activation maps: flip-averaged, ReLU, upsampled to the images, min-max scaled to ``[0, 1]`` per map.
 
     Returns:
-        ``float32`` maps in ``[0, 1]``; channel ``c - 1`` is class ``c``. A map without positive activation
-        is all zeros.
+        ``float32`` maps in ``[0, 1]``; channel ``c - 1`` is class ``c``. A constant map is all zeros.
 
     Shape:
         ``(N, C, H, W) -> (N, num_classes - 1, H, W)``.
@@ -168,8 +167,9 @@ def class_activation_maps(classifier: TagClassifier, images: torch.Tensor, *, ba
         batch = images[start : start + batch_size]
         cams = (classifier.cams(batch) + classifier.cams(batch.flip(-1)).flip(-1)) / 2
         cams = F.interpolate(torch.relu(cams), size=batch.shape[-2:], mode="bilinear", align_corners=False)
-        peak = cams.amax(dim=(2, 3), keepdim=True)
-        out.append(torch.where(peak > 0, cams / peak.clamp_min(1e-12), torch.zeros_like(cams)))
+        low = cams.amin(dim=(2, 3), keepdim=True)
+        spread = cams.amax(dim=(2, 3), keepdim=True) - low
+        out.append(torch.where(spread > 0, (cams - low) / spread.clamp_min(1e-12), torch.zeros_like(cams)))
     return torch.cat(out).float()
 
 
@@ -247,4 +247,3 @@ def cam_pseudo_masks(
     return threshold_cams(
         cams, tags, foreground_threshold=foreground_threshold, background_threshold=background_threshold
     )
-

@@ -141,7 +141,7 @@ def random_walker_probabilities(
         )
     for row, c in zip(probabilities, present, strict=True):  # rows follow the sorted seed values
         out[c] = np.clip(row, 0.0, 1.0)
-    return out
+    return out / np.maximum(out.sum(axis=0, keepdims=True), 1e-12)  # the solver's tolerance, normalised away
 
 
 def random_walker_labels(
@@ -187,49 +187,71 @@ def random_walker_labels(
     return label, confidence
 
 
+def _contains(outer: Box, inner: Box) -> bool:
+    return (
+        outer is not inner
+        and outer.xmin <= inner.xmin
+        and outer.ymin <= inner.ymin
+        and inner.xmax <= outer.xmax
+        and inner.ymax <= outer.ymax
+    )
+
+
+def _span(box: Box, height: int, width: int, margin: int) -> tuple[slice, slice]:
+    rows = slice(max(0, int(np.floor(box.ymin)) - margin), min(height, int(np.ceil(box.ymax)) + margin))
+    cols = slice(max(0, int(np.floor(box.xmin)) - margin), min(width, int(np.ceil(box.xmax)) + margin))
+    return rows, cols
+
+
 def box_seeds(
     shape: Sequence[int],
     boxes: Sequence[Box],
     *,
     core: float = 0.3,
+    outer_core: float = 0.85,
     margin: int = 2,
 ) -> np.ndarray:
-    """Seeds implied by boxes: background outside every box, the box's class in its central ellipse.
+    """Seeds implied by boxes: background outside every box, each box's class inside it.
 
-    Background seeds lie at least ``margin`` pixels outside every box. Each box of class ``c`` seeds ``c`` in
-    the ellipse inscribed in the box and shrunk by ``core`` about its centre. Boxes are drawn largest first,
-    so the core of a box nested in another (a lumen inside a vessel) wins over the outer box's core.
+    Background seeds lie at least ``margin`` pixels outside every box. A box of class ``c`` seeds ``c`` in the
+    ellipse inscribed in the box and shrunk by ``core`` about its centre (the object is assumed to cover its
+    box's centre). A box that contains other boxes (a vessel around its lumen) instead seeds ``c`` in its
+    inscribed ellipse shrunk by ``outer_core`` minus the boxes it contains widened by ``margin``: the ring
+    between them (no seed when the ring is empty). Boxes are drawn largest first, so nested boxes' seeds win.
 
     Args:
         shape: ``(H, W)`` of the image.
         boxes: :class:`~frugalseg.data.case.Box` items in pixel ``xyxy`` (max exclusive).
-        core: fraction of the box's half-sides kept for the foreground ellipse, in ``(0, 1]``.
-        margin: pixels between a box and the background seeds.
+        core: fraction of the half-sides kept for the seed ellipse of a box, in ``(0, 1]``.
+        outer_core: the same for a box containing other boxes.
+        margin: pixels between a box and the background seeds, and around nested boxes.
 
     Returns:
         ``uint8`` ``(H, W)`` seed map, ``IGNORE`` where unseeded.
     """
-    if not 0.0 < core <= 1.0 or margin < 0:
-        raise ValueError(f"core={core}, margin={margin}: expected 0 < core <= 1 and margin >= 0")
+    if not (0.0 < core <= 1.0 and 0.0 < outer_core <= 1.0) or margin < 0:
+        raise ValueError(f"core={core}, outer_core={outer_core}, margin={margin}: expected (0, 1], (0, 1], >= 0")
     height, width = int(shape[0]), int(shape[1])
     seeds = np.zeros((height, width), dtype=np.uint8)
-    if not boxes:
-        return seeds
     ordered = sorted(boxes, key=lambda b: -(b.xmax - b.xmin) * (b.ymax - b.ymin))
     for box in ordered:
-        y0, y1 = max(0, int(np.floor(box.ymin)) - margin), min(height, int(np.ceil(box.ymax)) + margin)
-        x0, x1 = max(0, int(np.floor(box.xmin)) - margin), min(width, int(np.ceil(box.xmax)) + margin)
-        seeds[y0:y1, x0:x1] = IGNORE
+        seeds[_span(box, height, width, margin)] = IGNORE
     for box in ordered:
+        nested = [other for other in ordered if _contains(box, other)]
+        scale = outer_core if nested else core
         centre_row, centre_col = (box.ymin + box.ymax) / 2 - 0.5, (box.xmin + box.xmax) / 2 - 0.5
-        radius_row = max(0.5, core * (box.ymax - box.ymin) / 2)
-        radius_col = max(0.5, core * (box.xmax - box.xmin) / 2)
+        radius_row = max(0.5, scale * (box.ymax - box.ymin) / 2)
+        radius_col = max(0.5, scale * (box.xmax - box.xmin) / 2)
+        region = np.zeros((height, width), dtype=bool)
         rows, cols = ellipse(centre_row, centre_col, radius_row, radius_col, shape=(height, width))
-        if rows.size == 0:
-            rows, cols = np.array([round(centre_row)]), np.array([round(centre_col)])
-            keep = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-            rows, cols = rows[keep], cols[keep]
-        seeds[rows, cols] = int(box.label)
+        region[rows, cols] = True
+        for other in nested:
+            region[_span(other, height, width, margin)] = False
+        if not region.any() and not nested:  # a box smaller than a pixel of seeds: its centre
+            row, col = round(centre_row), round(centre_col)
+            if 0 <= row < height and 0 <= col < width:
+                region[row, col] = True
+        seeds[region] = int(box.label)
     return seeds
 
 
@@ -239,6 +261,7 @@ def box_random_walker_labels(
     *,
     num_classes: int | None = None,
     core: float = 0.3,
+    outer_core: float = 0.85,
     margin: int = 2,
     beta: float = 130.0,
     min_margin: float = 0.0,
@@ -255,7 +278,7 @@ def box_random_walker_labels(
         ``image (H, W[, C])`` -> ``(H, W)``, ``(H, W)``.
     """
     shape = np.shape(image)[:2]
-    seeds = box_seeds(shape, boxes, core=core, margin=margin)
+    seeds = box_seeds(shape, boxes, core=core, outer_core=outer_core, margin=margin)
     classes = num_classes
     if classes is None:
         classes = max([int(b.label) for b in boxes], default=0) + 1
@@ -267,8 +290,6 @@ def box_random_walker_labels(
         inside = np.zeros(shape, dtype=bool)
         for box in boxes:
             if int(box.label) == c:
-                y0, y1 = max(0, int(np.floor(box.ymin))), min(shape[0], int(np.ceil(box.ymax)))
-                x0, x1 = max(0, int(np.floor(box.xmin))), min(shape[1], int(np.ceil(box.xmax)))
-                inside[y0:y1, x0:x1] = True
+                inside[_span(box, shape[0], shape[1], 0)] = True
         label[(label == c) & ~inside] = 0
     return label, confidence

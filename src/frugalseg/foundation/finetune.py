@@ -1,0 +1,396 @@
+"""Adapt LiteMedSAM to a domain: fine-tune its mask decoder (optionally its prompt encoder) on k labelled images.
+
+The image encoder is frozen, so each image is encoded once (through an optional
+:class:`~frugalseg.foundation.EmbeddingCache`) and every step only runs the decoder. Each step draws
+``images_per_step`` images; every object of an image (an 8-connected component of a class, see
+:func:`object_targets`) is prompted with its ground-truth box jittered by up to ``box_jitter`` of its size
+(:func:`~frugalseg.foundation.prompting.jitter_boxes`). The loss (:func:`dice_bce_loss`) compares the
+decoder's low-resolution logits, cropped to the image inside the 256x256 frame, with the object's mask resized
+to that frame. AdamW with a constant learning rate after a short warm-up.
+
+Run directory::
+
+    run_dir/config.json    the FinetuneConfig (frozen, with schema version)
+    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "mask_decoder": state_dict,
+                            "prompt_encoder": state_dict (only when trained)}
+    run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), seconds, case ids
+    run_dir/log.jsonl      training loss every ``log_every`` steps
+
+:func:`load_finetuned` puts ``decoder.pt`` on top of the base weights, after checking they are the weights it
+was trained from. The image encoder is unchanged, so cached embeddings stay valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from frugalseg.atomic import append_jsonl, atomic_torch_save, atomic_write_json, load_torch_file
+from frugalseg.data.case import IGNORE, Case
+from frugalseg.errors import InputError
+from frugalseg.foundation.cache import CachedSegmenter, EmbeddingCache
+from frugalseg.foundation.litemedsam import IMAGE_SIZE, MODEL_ID, LiteMedSAMSegmenter
+from frugalseg.foundation.preprocess import boxes_to_model_frame
+from frugalseg.foundation.prompting import IVUS_LUMEN, jitter_boxes
+from frugalseg.foundation.prompts import Embedding
+from frugalseg.weights import sha256_file
+
+__all__ = [
+    "DECODER_FILE",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "dice_bce_loss",
+    "finetune_decoder",
+    "load_finetuned",
+    "mask_to_model_frame",
+    "object_targets",
+]
+
+SCHEMA_VERSION = 1
+FORMAT = "frugalseg-litemedsam-decoder"
+DECODER_FILE = "decoder.pt"
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """Settings of a decoder fine-tuning run (variants via ``dataclasses.replace``).
+
+    Attributes:
+        steps: optimisation steps.
+        lr: AdamW learning rate (linear warm-up over the first 5% of the steps).
+        weight_decay: AdamW weight decay.
+        images_per_step: images whose objects make one step's loss.
+        box_jitter: each box side moves by up to this fraction of the box size (0: exact boxes).
+        train_prompt_encoder: also train the prompt encoder (its Fourier matrix is a buffer and stays fixed).
+        ivus: objects are the lumen and the whole vessel (lumen + wall) instead of each class.
+        min_pixels: objects smaller than this are not used.
+        log_every: steps between log records.
+        seed: seeds the image order and the box jitter.
+    """
+
+    steps: int = 300
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    images_per_step: int = 2
+    box_jitter: float = 0.1
+    train_prompt_encoder: bool = False
+    ivus: bool = False
+    min_pixels: int = 16
+    log_every: int = 10
+    seed: int = 0
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        checks = {
+            "steps": self.steps >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "images_per_step": self.images_per_step >= 1,
+            "box_jitter": 0.0 <= self.box_jitter < 0.5,
+            "min_pixels": self.min_pixels >= 1,
+            "log_every": self.log_every >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise InputError(f"invalid fine-tuning setting {name}={getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Where the run went and how the loss on the training objects (unjittered boxes) changed."""
+
+    run_dir: Path
+    initial_loss: float
+    final_loss: float
+    steps: int
+    seconds: float
+
+
+def object_targets(label: np.ndarray, *, ivus: bool = False, min_pixels: int = 16) -> list[tuple[int, np.ndarray]]:
+    """The objects of a label map: ``(class, mask)`` for each 8-connected component of each class.
+
+    With ``ivus`` the objects are the lumen components (class ``IVUS_LUMEN``) and the vessel components
+    (lumen or wall, reported as the wall class 2), the two structures the IVUS prompts segment.
+    ``IGNORE`` pixels belong to no object. Components below ``min_pixels`` are left out.
+
+    Shape:
+        label: ``(H, W)``; each mask ``(H, W)`` bool.
+    """
+    label = np.asarray(label)
+    layers: list[tuple[int, np.ndarray]]
+    if ivus:
+        layers = [(IVUS_LUMEN, label == IVUS_LUMEN), (2, (label != 0) & (label != IGNORE))]
+    else:
+        classes = [int(c) for c in np.unique(label) if c not in (0, IGNORE)]
+        layers = [(c, label == c) for c in classes]
+    objects = []
+    for c, mask in layers:
+        components, count = ndimage.label(mask, structure=_EIGHT)
+        for index in range(1, count + 1):
+            part = components == index
+            if int(part.sum()) >= min_pixels:
+                objects.append((c, part))
+    return objects
+
+
+def mask_to_model_frame(mask: np.ndarray, resized: tuple[int, int]) -> torch.Tensor:
+    """An object mask at the size ``(h, w)`` the image has inside the model frame (area average >= 0.5).
+
+    Shape:
+        mask: ``(H, W)`` bool; returns ``(h, w)`` float32 in {0, 1}.
+    """
+    tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+    downsizing = resized[0] < tensor.shape[2] or resized[1] < tensor.shape[3]
+    resized_mask = F.interpolate(tensor, size=resized, mode="bilinear", align_corners=False, antialias=downsizing)
+    return (resized_mask[0, 0] >= 0.5).float()
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    """Soft Dice loss plus binary cross-entropy, per object, on mask logits.
+
+    ``dice = 1 - (2 * sum(p * t) + 1) / (sum(p) + sum(t) + 1)`` with ``p = sigmoid(logits)``; the BCE is the mean
+    over pixels. Both are zero-ish for a confident perfect prediction.
+
+    Shape:
+        logits, target: ``(N, h, w)``; returns a scalar (``reduction="mean"``/``"sum"``) or ``(N,)`` (``"none"``).
+    """
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    target = target.to(logits.dtype)
+    probabilities = torch.sigmoid(logits).flatten(1)
+    flat = target.flatten(1)
+    dice = 1 - (2 * (probabilities * flat).sum(1) + 1) / (probabilities.sum(1) + flat.sum(1) + 1)
+    bce = F.binary_cross_entropy_with_logits(logits.flatten(1), flat, reduction="none").mean(1)
+    loss = dice + bce
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean()
+    raise ValueError(f"reduction={reduction!r}: expected 'mean', 'sum' or 'none'")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One training image: its embedding, object boxes (original pixels) and targets in the model frame."""
+
+    embedding: Embedding
+    boxes: np.ndarray
+    targets: torch.Tensor
+
+
+def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], config: FinetuneConfig) -> list[_Item]:
+    items = []
+    for case in cases:
+        if case.label is None:
+            raise InputError(f"case {case.case_id} has no label map; fine-tuning needs fully labelled images")
+        objects = object_targets(case.label, ivus=config.ivus, min_pixels=config.min_pixels)
+        if not objects:
+            continue
+        embedding = encode(case.image)
+        boxes = []
+        for _, mask in objects:
+            rows, cols = np.nonzero(mask)
+            boxes.append((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+        targets = torch.stack([mask_to_model_frame(mask, embedding.resized_size) for _, mask in objects])
+        items.append(_Item(embedding, np.asarray(boxes, dtype=np.float64), targets))
+    if not items:
+        raise InputError(f"none of the {len(cases)} cases has an object of at least {config.min_pixels} pixels")
+    return items
+
+
+def _item_loss(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
+    """Mean loss of one image's objects prompted with ``boxes`` (original pixels)."""
+    device = segmenter.device
+    frame_boxes = boxes_to_model_frame(boxes, item.embedding.original_size, image_size=IMAGE_SIZE).to(device)
+    low_res, _ = segmenter.model.decode(item.embedding.features.to(device), boxes=frame_boxes)
+    h, w = item.targets.shape[1:]
+    scale = low_res.shape[-1] / IMAGE_SIZE
+    crop_h, crop_w = max(1, round(h * scale)), max(1, round(w * scale))
+    logits = low_res[:, 0, :crop_h, :crop_w]
+    if (crop_h, crop_w) != (h, w):
+        logits = F.interpolate(logits[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    return dice_bce_loss(logits, item.targets.to(device))
+
+
+def _evaluation_loss(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item]) -> float:
+    with torch.no_grad():
+        return float(np.mean([float(_item_loss(segmenter, item, item.boxes)) for item in items]))
+
+
+def _trainable(segmenter: LiteMedSAMSegmenter, config: FinetuneConfig) -> list[torch.nn.Parameter]:
+    """Switch gradients on for the trained parameters only; returns them."""
+    model = segmenter.model
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    modules: list[torch.nn.Module] = [model.mask_decoder]
+    if config.train_prompt_encoder:
+        modules.append(model.prompt_encoder)
+    parameters = [p for module in modules for p in module.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    return parameters
+
+
+def finetune_decoder(
+    segmenter: LiteMedSAMSegmenter,
+    cases: Sequence[Case],
+    run_dir: str | Path,
+    *,
+    config: FinetuneConfig = FinetuneConfig(),
+    cache: EmbeddingCache | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``segmenter``'s mask decoder in place on fully labelled ``cases`` and save it to ``run_dir``.
+
+    Args:
+        segmenter: the LiteMedSAM to adapt (its decoder weights change; the image encoder does not).
+        cases: the k labelled images.
+        run_dir: output folder (see the module docstring).
+        config: the run's settings.
+        cache: embedding cache for the (once per image) encoder pass.
+        progress: called every ``config.log_every`` steps with ``{"step", "steps", "loss", "seconds"}``.
+
+    Raises:
+        InputError: a case without a label map, or no usable object.
+    """
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
+    items = _items(cases, encode, config)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    (run_dir / "log.jsonl").unlink(missing_ok=True)
+    flags = [(parameter, parameter.requires_grad) for parameter in segmenter.model.parameters()]
+    parameters = _trainable(segmenter, config)
+    initial = _evaluation_loss(segmenter, items)
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, config.steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    rng = np.random.default_rng(config.seed)
+    order: list[int] = []
+    recent: list[float] = []
+    segmenter.model.mask_decoder.train()
+    try:
+        for step in range(1, config.steps + 1):
+            losses = []
+            for _ in range(config.images_per_step):
+                if not order:
+                    order = list(rng.permutation(len(items)))
+                item = items[order.pop()]
+                boxes = item.boxes
+                if config.box_jitter > 0:
+                    boxes = jitter_boxes(boxes, item.embedding.original_size, fraction=config.box_jitter, rng=rng)
+                losses.append(_item_loss(segmenter, item, boxes))
+            loss = torch.stack(losses).mean()
+            if not torch.isfinite(loss):
+                raise InputError(f"fine-tuning diverged: non-finite loss at step {step}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            recent.append(float(loss.detach()))
+            if step % config.log_every == 0 or step == config.steps:
+                record = {"step": step, "steps": config.steps, "loss": float(np.mean(recent))}
+                record["seconds"] = time.perf_counter() - started
+                append_jsonl(run_dir / "log.jsonl", record)
+                if progress is not None:
+                    progress(record)
+                recent = []
+    finally:
+        segmenter.model.eval()
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+    final = _evaluation_loss(segmenter, items)
+    _save_decoder(segmenter, run_dir, config)
+    seconds = time.perf_counter() - started
+    atomic_write_json(
+        run_dir / "metrics.json",
+        {
+            "initial_loss": initial,
+            "final_loss": final,
+            "steps": config.steps,
+            "seconds": seconds,
+            "num_images": len(items),
+            "num_objects": int(sum(len(item.boxes) for item in items)),
+            "case_ids": [case.case_id for case in cases],
+            "base_weights_sha256": segmenter.weights_sha256,
+            "decoder_sha256": sha256_file(run_dir / DECODER_FILE),
+        },
+    )
+    return FinetuneResult(run_dir=run_dir, initial_loss=initial, final_loss=final, steps=config.steps, seconds=seconds)
+
+
+def _save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, config: FinetuneConfig) -> None:
+    model = segmenter.model
+    bundle: dict[str, Any] = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "base_model_id": segmenter.model_id,
+        "base_weights_sha256": segmenter.weights_sha256,
+        "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
+    }
+    if config.train_prompt_encoder:
+        bundle["prompt_encoder"] = {k: v.detach().cpu().clone() for k, v in model.prompt_encoder.state_dict().items()}
+    atomic_torch_save(run_dir / DECODER_FILE, bundle)
+
+
+def load_finetuned(
+    run_dir: str | Path,
+    *,
+    base: LiteMedSAMSegmenter | None = None,
+    cache: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> LiteMedSAMSegmenter:
+    """A LiteMedSAM segmenter with the fine-tuned decoder of ``run_dir`` on top of the base weights.
+
+    Args:
+        run_dir: a folder written by :func:`finetune_decoder`.
+        base: the base segmenter (copied, never modified); default: the verified cached LiteMedSAM weights.
+        cache: weights cache folder for the default base.
+        device: where the returned model runs.
+
+    Raises:
+        InputError: a missing or unreadable ``decoder.pt``, a file of another format, decoder weights made
+            for other base weights, or weights that do not match the architecture.
+    """
+    run_dir = Path(run_dir)
+    bundle = load_torch_file(run_dir / DECODER_FILE, what="a fine-tuned LiteMedSAM decoder (decoder.pt)")
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT or "mask_decoder" not in bundle:
+        raise InputError(f"{run_dir / DECODER_FILE}: not a frugalseg fine-tuned decoder (format {FORMAT!r})")
+    if base is None:
+        base = LiteMedSAMSegmenter.from_cache(cache, device=device)
+    if bundle.get("base_model_id") != MODEL_ID or bundle.get("base_weights_sha256") != base.weights_sha256:
+        raise InputError(
+            f"{run_dir / DECODER_FILE} was fine-tuned from weights {bundle.get('base_weights_sha256')!r}, "
+            f"not the base weights {base.weights_sha256!r}"
+        )
+    model = copy.deepcopy(base.model).cpu()
+    parts: list[tuple[str, torch.nn.Module]] = [("mask_decoder", model.mask_decoder)]
+    if "prompt_encoder" in bundle:
+        parts.append(("prompt_encoder", model.prompt_encoder))
+    for name, module in parts:
+        try:
+            module.load_state_dict(bundle[name], strict=True)
+        except (RuntimeError, TypeError, AttributeError) as error:
+            detail = str(error).strip().splitlines()
+            raise InputError(
+                f"{run_dir / DECODER_FILE}: {name} does not match LiteMedSAM ({detail[0] if detail else error})"
+            ) from error
+    return LiteMedSAMSegmenter(
+        model, weights_sha256=base.weights_sha256, device=device, max_objects_per_batch=base.max_objects_per_batch
+    )

@@ -1,0 +1,263 @@
+"""SQA training and scoring glue, the SQA active-learning run and the label-efficiency benchmark (micro runs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import disc_case
+from frugalseg.data.case import IGNORE, Case, Dataset
+from frugalseg.data.phantom import make_phantom_dataset
+from frugalseg.engine.al_bench import bench_al, evaluate_sqa, run_al
+from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.preprocess import image_to_tensor
+from frugalseg.engine.sqa_train import fine_tune_sqa, predict_with_quality
+from frugalseg.errors import InputError
+from frugalseg.metrics import dice_score
+from frugalseg.models.sqa import SQANet
+from frugalseg.quality import predicted_dice
+
+CONFIG = TrainConfig(model="sqa_test", size=32, epochs=1, batch_size=4, lr=3e-3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny networks run fastest on one thread (and leave the second core to other work)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> Dataset:
+    return make_phantom_dataset(24, size=48)
+
+
+def _discs(n: int, *, size: int = 40) -> list[Case]:
+    return [disc_case(i, size=size) for i in range(n)]
+
+
+def _train(cases: list[Case], *, seed: int = 0, **kwargs: Any) -> SQANet:
+    return fine_tune_sqa(
+        None, cases, config=CONFIG, epochs=1, generator=torch.Generator().manual_seed(seed), num_classes=3, **kwargs
+    )
+
+
+def test_fine_tune_steps_determinism_and_warm_start() -> None:
+    cases = _discs(6)
+    records: list[dict[str, Any]] = []
+    network = _train(cases, progress=records.append)
+    assert isinstance(network, SQANet) and not network.training
+    assert [r["step"] for r in records] == [1, 2]  # ceil(6 / 4) steps for one epoch
+    assert all(math.isfinite(r["loss"]) and r["loss"] >= r["segmentation"] - 1e-6 for r in records)
+    twin = _train(cases)
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, twin.state_dict()[key]), key
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    steps: list[dict[str, Any]] = []
+    warm = fine_tune_sqa(
+        network,
+        cases[:2],
+        config=CONFIG,
+        epochs=1,
+        generator=torch.Generator().manual_seed(1),
+        num_classes=3,
+        min_steps=3,
+        progress=steps.append,
+    )
+    assert warm is network and len(steps) == 3  # min_steps beats ceil(2 / 2) = 1
+    assert any(not torch.equal(before[k], v) for k, v in warm.state_dict().items())
+
+
+def test_fine_tune_rejects_non_sqa_models_and_wrong_classes() -> None:
+    with pytest.raises(InputError, match="segmentation-quality"):
+        fine_tune_sqa(
+            None,
+            _discs(2),
+            config=dataclasses.replace(CONFIG, model="unet_test"),
+            epochs=1,
+            generator=torch.Generator(),
+            num_classes=3,
+        )
+    with pytest.raises(ValueError, match="classes"):
+        fine_tune_sqa(_train(_discs(2)), _discs(2), config=CONFIG, epochs=1, generator=torch.Generator(), num_classes=4)
+    with pytest.raises(InputError, match="at least one"):
+        _train([])
+
+
+def test_fine_tune_accepts_partial_labels() -> None:
+    case = _discs(1)[0]
+    partial = case.label.copy()
+    partial[::2] = IGNORE
+    network = _train([dataclasses.replace(case, label=partial), *_discs(2)])
+    assert isinstance(network, SQANet)
+
+
+def test_predict_with_quality_maps_scores_and_features() -> None:
+    network = _train(_discs(4))
+    wide = dataclasses.replace(_discs(1)[0], image=np.zeros((30, 52), dtype=np.uint8) + 7, label=None)
+    cases = [*_discs(3), wide]
+    predictions = predict_with_quality(network, cases, size=32, features=True, batch_size=2)
+    assert len(predictions) == 4
+    for case, p in zip(cases, predictions, strict=True):
+        assert p.probabilities is not None and p.label is not None and p.error_prob is not None
+        assert p.probabilities.shape == (3, *case.shape) and p.label.shape == case.shape
+        assert np.array_equal(p.label, p.probabilities.argmax(axis=0))
+        assert p.error_prob.shape == case.shape and 0 <= p.error_prob.min() <= p.error_prob.max() <= 1
+        assert p.predicted_dice.shape == (2,) and p.quality == pytest.approx(p.predicted_dice.mean())
+        assert 0 <= p.entropy <= math.log(3) and p.bald is None
+        assert p.features is not None and p.features.shape == (16,)  # deepest sqa_test stage: 16 channels
+    # the predicted Dice is quality.predicted_dice of the network's own outputs at its input size
+    x = image_to_tensor(cases[0].image, size=32, in_channels=1)[None]
+    with torch.no_grad():
+        output = network(x)
+    probs = torch.softmax(output.logits, dim=1)
+    expected = predicted_dice(probs.argmax(1), torch.sigmoid(output.error_logits), num_classes=3, probabilities=probs)
+    np.testing.assert_allclose(predictions[0].predicted_dice, expected[0].numpy(), rtol=1e-5, atol=1e-6)
+    light = predict_with_quality(network, cases, size=32, keep_maps=False)
+    assert light[0].label is None and light[0].features is None
+    assert [p.quality for p in light] == pytest.approx([p.quality for p in predictions])
+
+
+def test_error_prevalence_shift() -> None:
+    network = _train(_discs(4))
+    cases = _discs(2)
+    plain = predict_with_quality(network, cases, size=32, keep_maps=False)
+    half = predict_with_quality(network, cases, size=32, keep_maps=False, error_prevalence=0.5)
+    rare = predict_with_quality(network, cases, size=32, keep_maps=False, error_prevalence=0.05)
+    assert [p.error_fraction for p in half] == pytest.approx([p.error_fraction for p in plain])
+    assert all(r.error_fraction < p.error_fraction for r, p in zip(rare, plain, strict=True))
+    with pytest.raises(ValueError, match="error_prevalence"):
+        predict_with_quality(network, cases, size=32, error_prevalence=1.0)
+
+
+def test_mc_dropout_scores_are_seeded_and_leave_global_state_alone() -> None:
+    network = _train(_discs(4), dropout=0.3)
+    cases = _discs(3)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = predict_with_quality(network, cases, size=32, mc_samples=4, keep_maps=False, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = predict_with_quality(network, cases, size=32, mc_samples=4, keep_maps=False, seed=5)
+    assert all(p.bald is not None and p.bald >= 0 and p.predictive_entropy is not None for p in a)
+    assert [p.bald for p in a] == [p.bald for p in b]
+    assert any(p.bald > 0 for p in a)  # dropout masks differ between passes
+    # BALD never exceeds the predictive entropy (mutual information <= entropy)
+    assert all(p.bald <= p.predictive_entropy + 1e-9 for p in a)
+    assert not network.training and all(not m.training for m in network.modules())
+    plain = _train(_discs(4), dropout=0.0)
+    with pytest.raises(ValueError, match="dropout"):
+        predict_with_quality(plain, cases, size=32, mc_samples=2)
+
+
+def test_evaluate_sqa_matches_dice_of_its_predictions() -> None:
+    network = _train(_discs(4))
+    cases = _discs(3)
+    report = evaluate_sqa(network, cases, size=32, class_names=["background", "inner", "ring"], error_map=True)
+    predictions = predict_with_quality(network, cases, size=32)
+    per_case = [
+        np.mean([dice_score(p.label == c, case.label == c) for c in (1, 2)])
+        for case, p in zip(cases, predictions, strict=True)
+    ]
+    assert report["dice_mean"] == pytest.approx(float(np.mean(per_case)))
+    assert set(report["dice_per_class"]) == {"inner", "ring"}
+    assert set(report["quality"]) == {"pearson", "spearman", "mae"}
+    assert set(report["error_map"]) == {"auroc", "ap"}
+
+
+def _pool(phantom: Dataset) -> tuple[Dataset, list[Case]]:
+    return dataclasses.replace(phantom, cases=phantom.cases[:18]), phantom.cases[18:]
+
+
+def _run_al(pool: Dataset, test: list[Case], out: Path, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {
+        "strategy": "sqa",
+        "initial": 4,
+        "batch": 4,
+        "rounds": 2,
+        "seed": 0,
+        "size": 32,
+        "epochs_per_round": 1,
+        "test_cases": test,
+        "model": "sqa_test",
+        "batch_size": 4,
+    }
+    return run_al(pool, out_dir=out, **(options | kwargs))
+
+
+def test_two_round_sqa_loop_on_phantom_frames(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    result = _run_al(pool, test, tmp_path / "run")
+    assert [r["num_labelled"] for r in result.rounds] == [4, 8, 12]
+    assert len(set(result.labelled_ids)) == 12 and result.complete
+    for record in result.rounds:
+        assert 0.0 <= record["metrics"]["dice_mean"] <= 1.0
+        assert set(record["metrics"]["dice_per_class"]) == {"lumen", "vessel_wall"}
+    corrected = [a for a in result.acquisitions if a["round"] >= 0]
+    assert len(corrected) == 8 and all(a["cost"] is not None for a in corrected)
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["round_01.pt", "round_02.pt", "settings.json", "state.json"]
+    with pytest.raises(InputError, match="other settings"):
+        _run_al(pool, test, tmp_path / "run", epochs_per_round=2)
+
+
+def test_interrupted_sqa_run_resumes_to_the_same_result(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    reference = _run_al(pool, test, tmp_path / "reference", rounds=1, strategy="entropy")
+
+    def stop_after_round_0(record: dict[str, Any]) -> None:
+        if record["round"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_al(pool, test, tmp_path / "resumed", rounds=1, strategy="entropy", progress=stop_after_round_0)
+    resumed = _run_al(pool, test, tmp_path / "resumed", rounds=1, strategy="entropy")
+    assert resumed.labelled_ids == reference.labelled_ids
+    # the resumed round warm-starts from the saved weights of round 0: the same network, the same Dice
+    assert resumed.rounds == reference.rounds
+
+
+def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    json_path = tmp_path / "al.json"
+    report = bench_al(
+        pool,
+        test,
+        strategies=["random", "sqa"],
+        seeds=1,
+        json_path=json_path,
+        quick=True,
+        initial=1,
+        batch=2,
+        rounds=1,
+        size=32,
+        epochs_per_round=1,
+        model="sqa_test",
+        batch_size=4,
+        log=lambda _line: None,
+    )
+    saved = json.loads(json_path.read_text())
+    assert set(saved) >= {"strategies", "quality", "effort", "full", "num_pool", "num_test"}
+    assert set(saved["strategies"]) == {"random", "sqa"}
+    sqa = saved["strategies"]["sqa"]
+    assert [p["fraction"] for p in sqa["curve"]] == pytest.approx([1 / 18, 3 / 18])
+    assert set(sqa["curve"][0]) >= {"fraction", "dice_mean", "dice_std"} and sqa["curve"][0]["dice_std"] == 0.0
+    # 10 % lies between the two points: linear interpolation, over the fully supervised Dice
+    at_10 = np.interp(0.1, [1 / 18, 3 / 18], [p["dice_mean"] for p in sqa["curve"]])
+    assert sqa["dice_at_10pct"] == pytest.approx(at_10) and sqa["dice_at_5pct"] is None
+    full = saved["full"]["dice_mean"]
+    expected = at_10 / full if full > 0 else None
+    assert sqa["fraction_of_full_at_10pct"] == (pytest.approx(expected) if expected is not None else None)
+    assert set(saved["quality"]) >= {"pearson", "spearman"}
+    assert set(saved["effort"]["strategies"]["sqa"]) >= {"assisted_seconds", "scratch_seconds", "ratio"}
+    assert json_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["num_pool"] == 18 and report["num_test"] == 6
