@@ -24,7 +24,14 @@ from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 
 TINY = TrainConfig(
-    model="unet_test", size=32, epochs=2, batch_size=4, min_steps_per_epoch=2, lr=1e-2, val_fraction=0.25, pretrained=False
+    model="unet_test",
+    size=32,
+    epochs=2,
+    batch_size=4,
+    min_steps_per_epoch=2,
+    lr=1e-2,
+    val_fraction=0.25,
+    pretrained=False,
 )
 
 

@@ -15,10 +15,13 @@ import pytest
 import torch
 
 from frugalseg.annotations import Boxes, Point, Points, Scribbles, Tags
-from frugalseg.data.case import IGNORE, Box, Case
+from frugalseg.data.case import IGNORE, Box, Case, Dataset
 from frugalseg.data.images import read_mask
+from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.foundation_bench import bench_foundation
 from frugalseg.errors import InputError
 from frugalseg.foundation import Embedding, LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
+from frugalseg.foundation import litemedsam as litemedsam_module
 from frugalseg.foundation.finetune import (
     FinetuneConfig,
     dice_bce_loss,
@@ -373,8 +376,8 @@ def randomise_batch_norms(module: torch.nn.Module, seed: int) -> None:
             bn.running_var = torch.rand(n, generator=generator) + 0.5
 
 
-@pytest.mark.parametrize("tile_rows", [1, 3, 64])
-def test_fast_encoder_equals_the_reference_forward(tile_rows: int) -> None:
+def small_encoder() -> TinyViT:
+    """A TinyViT with every kind of stage (padded windows, stride-2 and stride-1 merging), randomised batch norms."""
     torch.manual_seed(0)
     encoder = TinyViT(
         embed_dims=(8, 16, 24, 32),
@@ -384,7 +387,12 @@ def test_fast_encoder_equals_the_reference_forward(tile_rows: int) -> None:
         out_channels=16,
     )
     randomise_batch_norms(encoder, seed=1)
-    encoder.eval()
+    return encoder.eval()
+
+
+@pytest.mark.parametrize("tile_rows", [1, 3, 64])
+def test_fast_encoder_equals_the_reference_forward(tile_rows: int) -> None:
+    encoder = small_encoder()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         reference = encoder(x)
@@ -395,15 +403,18 @@ def test_fast_encoder_equals_the_reference_forward(tile_rows: int) -> None:
         encode_fast(encoder.train(), x)
 
 
-def test_model_uses_the_fast_path_only_without_autograd() -> None:
-    torch.manual_seed(0)
+def test_model_uses_the_fast_path_only_without_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
     model = LiteMedSAM(seed=0).eval()
-    randomise_batch_norms(model.image_encoder, seed=3)
-    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(4))
+    model.image_encoder = small_encoder()
+    calls: list[int] = []
+    original = litemedsam_module.encode_fast
+    monkeypatch.setattr(litemedsam_module, "encode_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         fast = model.encode_image(x)
+    assert calls == [1]
     reference = model.encode_image(x)  # autograd on: the module's own forward
-    assert reference.requires_grad
+    assert calls == [1] and reference.requires_grad
     torch.testing.assert_close(fast, reference.detach(), atol=1e-5, rtol=1e-4)
 
 
@@ -439,3 +450,38 @@ def test_pretrained_pseudolabel_of_a_bright_disc_and_fast_logits(pretrained: Lit
         fast_logits, _ = pretrained.model.decode(fast, boxes=boxes)
         reference_logits, _ = pretrained.model.decode(reference, boxes=boxes)
     assert float((fast_logits - reference_logits).abs().max()) < 1e-3
+
+
+# ------------------------------------------------------------------------------------------------- bench
+
+
+def rectangle_dataset(count: int = 10) -> Dataset:
+    """Rectangles of class 1 (the box stub segments them exactly); the last case has no object."""
+    cases = []
+    for index in range(count):
+        label = np.zeros((H, W), dtype=np.uint8)
+        if index < count - 1:
+            label[5 + index : 25 + index, 10 + 2 * index : 40 + index] = 1
+        image = np.where(label == 1, 180, 60).astype(np.uint8)
+        cases.append(Case(case_id=f"r{index}", subject_id=f"s{index}", image=image, label=label))
+    return Dataset(cases=cases, class_names=["background", "box"], source_format="test", root="rectangles")
+
+
+def test_bench_foundation_reports_dice_timing_and_a_student(tmp_path: Path) -> None:
+    dataset = rectangle_dataset()
+    stub = StubSegmenter(follow_box=True)
+    student = TrainConfig(model="unet_small", size=32, epochs=1, batch_size=4, augment=False, flip_tta=False)
+    report = bench_foundation(
+        dataset, tmp_path / "fm.json", segmenter=stub, student=True, student_config=student, log=lambda _: None
+    )
+    saved = json.loads((tmp_path / "fm.json").read_text())
+    assert saved["zero_shot"]["box"]["dice"] == pytest.approx(1.0)  # the stub returns the (tight) box itself
+    assert 0.0 < saved["zero_shot"]["box_jitter"]["dice"] <= 1.0
+    assert set(saved["zero_shot"]) == {"box", "box_jitter", "points", "points_box"}
+    assert saved["pseudo"]["dice"] == pytest.approx(1.0) and saved["pseudo"]["num_cases"] == report["num_pseudo"]
+    assert saved["timing"]["encode_s"] >= 0 and saved["timing"]["decode_s"] >= 0 and saved["timing"]["peak_rss_mb"] > 0
+    assert saved["timing"]["cached_encode_s"] >= 0 and saved["timing"]["pass_speedup"] > 0
+    assert 0.0 <= saved["student"]["dice"] <= 1.0 and saved["student"]["fraction_of_full"] is not None
+    assert report["num_test"] + report["num_pseudo"] == len(dataset)
+    empty = json.loads((tmp_path / "fm-pseudo" / "confidence" / "r9.json").read_text())
+    assert empty["objects"] == [] or empty["case_id"] != "r9"

@@ -240,9 +240,7 @@ def test_distances_agree_with_monai(seed: int, spacing: tuple[float, float]) -> 
         hd95 = monai_metrics.compute_hausdorff_distance(
             pred, target, include_background=True, percentile=95, spacing=list(spacing)
         )
-        hd = monai_metrics.compute_hausdorff_distance(
-            pred, target, include_background=True, spacing=list(spacing)
-        )
+        hd = monai_metrics.compute_hausdorff_distance(pred, target, include_background=True, spacing=list(spacing))
         assd = monai_metrics.compute_average_surface_distance(
             pred, target, include_background=True, symmetric=True, spacing=list(spacing)
         )
@@ -254,9 +252,7 @@ def test_distances_agree_with_monai(seed: int, spacing: tuple[float, float]) -> 
 # ---------------------------------------------------------------- IVUS
 
 
-def ivus_label(
-    shape: tuple[int, int], center: tuple[float, float], r_lumen: float, r_eem: float
-) -> np.ndarray:
+def ivus_label(shape: tuple[int, int], center: tuple[float, float], r_lumen: float, r_eem: float) -> np.ndarray:
     label = np.zeros(shape, dtype=np.uint8)
     label[disc(shape, center, r_eem)] = 2
     label[disc(shape, center, r_lumen)] = 1
@@ -359,9 +355,7 @@ def test_case_metrics_match_the_single_metrics_and_ignore_unlabelled_pixels() ->
     assert out["per_class"]["b"]["hd95_mm"] == pytest.approx(dist_b["hd95_mm"])
     assert out["per_class"]["b"]["assd_mm"] == pytest.approx(dist_b["assd_mm"])
     for name in METRIC_NAMES:
-        assert out["mean"][name] == pytest.approx(
-            (out["per_class"]["a"][name] + out["per_class"]["b"][name]) / 2
-        )
+        assert out["mean"][name] == pytest.approx((out["per_class"]["a"][name] + out["per_class"]["b"][name]) / 2)
 
 
 def test_case_metrics_mean_skips_undefined_distances() -> None:

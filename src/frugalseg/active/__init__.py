@@ -1,5 +1,7 @@
-"""Active learning: strategies as pure scoring functions (the loop is handed callables, never a model)."""
+"""Active learning: pure scoring strategies, a loop handed callables (never a model), a simulated expert."""
 
+from frugalseg.active.expert import CorrectionEffort, ModelPrediction, SimulatedExpert, correction_cost, scratch_seconds
+from frugalseg.active.loop import LOOP_STRATEGIES, ActiveLearningConfig, ALResult, PoolScores, run_active_learning
 from frugalseg.active.strategies import (
     STRATEGIES,
     bald_scores,
@@ -14,14 +16,24 @@ from frugalseg.active.strategies import (
 )
 
 __all__ = [
+    "LOOP_STRATEGIES",
     "STRATEGIES",
+    "ALResult",
+    "ActiveLearningConfig",
+    "CorrectionEffort",
+    "ModelPrediction",
+    "PoolScores",
+    "SimulatedExpert",
     "bald_scores",
     "coreset_selection",
+    "correction_cost",
     "entropy_scores",
     "evenly_spaced_selection",
     "predictive_entropy_scores",
     "random_scores",
     "rank_by_score",
+    "run_active_learning",
+    "scratch_seconds",
     "select_top_k_diverse",
     "sqa_scores",
 ]

@@ -216,9 +216,7 @@ def coreset_selection(
     labelled = None if labelled_features is None else _to_numpy_2d(labelled_features)
     if labelled is not None and labelled.size > 0:
         if labelled.ndim != 2 or labelled.shape[1] != pool.shape[1]:
-            raise ValueError(
-                f"coreset_selection: labelled_features must be (M, {pool.shape[1]}), got {labelled.shape}"
-            )
+            raise ValueError(f"coreset_selection: labelled_features must be (M, {pool.shape[1]}), got {labelled.shape}")
         _check_finite(labelled.ravel(), name="coreset_selection labelled_features")
         for row in labelled:
             min_dist = np.minimum(min_dist, np.linalg.norm(pool - row, axis=1))

@@ -25,7 +25,7 @@ from frugalseg.engine.al_report import mean_defined
 from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, stack_cases
-from frugalseg.engine.train import _one_cycle
+from frugalseg.engine.train import one_cycle
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 from frugalseg.models import create_model
@@ -117,7 +117,7 @@ def fine_tune_sqa(
     batch = min(config.batch_size, len(cases))
     steps = max(epochs * math.ceil(len(cases) / batch), min_steps)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(steps))
     network.train()
     with _seeded_torch(generator, device):  # dropout masks replay; the global random state is left alone
         queue = torch.empty(0, dtype=torch.long)

@@ -39,9 +39,9 @@ from frugalseg.engine.train import (
     _choose_postprocess,
     _load_checkpoint,
     _model_kwargs,
-    _one_cycle,
     _save_checkpoint,
     _validation_dice,
+    one_cycle,
 )
 from frugalseg.engine.weak_config import WeakConfig, load_weak_config
 from frugalseg.engine.weak_labels import WeakAnnotation, build_weak_targets, weak_annotations
@@ -232,7 +232,7 @@ def _fit(
     count = len(data.images)
     steps_per_epoch = max(config.min_steps_per_epoch, count // config.batch_size)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(config.epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(config.epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(config.seed + round_index)
     state: dict[str, Any] = {"epoch": 0, "best_dice": -1.0, "stale": 0}
     checkpoint_path = run_dir / CHECKPOINT_FILE

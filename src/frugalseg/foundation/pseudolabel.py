@@ -20,6 +20,9 @@ weight 0). Objects combine into one label map by class (:func:`combine_by_class`
 2. pixels of a dropped object's region (its mask and its box) that no kept mask claims become ``IGNORE``
    (255): the annotation says something is there and the model's answer is not trusted.
 
+An empty box list means "no object in this image": its mask is all background (weight 1). A case's
+``weight`` is the smallest weight of its objects.
+
 IVUS (``ivus=True``) instead makes ``lumen`` the union of the lumen masks and ``wall`` the union of the vessel
 masks minus the lumen (:func:`~frugalseg.foundation.prompting.ivus_label_map`); a dropped object's region is
 ``IGNORE`` except where a kept lumen mask covers it.
@@ -328,21 +331,25 @@ def pseudolabel_dataset(
         if mask_path.is_file() and json_path.is_file():
             skipped.append(case.case_id)
         else:
-            if ivus and isinstance(annotation, Boxes):
-                objects = ivus_prompts(annotation, case.shape)
+            if isinstance(annotation, Boxes) and not len(annotation):
+                # "no object here": all background
+                label, records = np.zeros(case.shape, dtype=np.uint8), list[dict[str, Any]]()
             else:
-                objects = prompts_from_annotation(annotation, case.shape, seed=_case_seed(seed, case.case_id))
-            label, records = pseudolabel_case(
-                segmenter,
-                case.image,
-                objects,
-                jitter_trials=jitter_trials,
-                jitter_fraction=jitter_fraction,
-                min_confidence=min_confidence,
-                policy=policy,
-                ivus=ivus,
-                rng=_case_seed(seed, case.case_id),
-            )
+                if ivus and isinstance(annotation, Boxes):
+                    objects = ivus_prompts(annotation, case.shape)
+                else:
+                    objects = prompts_from_annotation(annotation, case.shape, seed=_case_seed(seed, case.case_id))
+                label, records = pseudolabel_case(
+                    segmenter,
+                    case.image,
+                    objects,
+                    jitter_trials=jitter_trials,
+                    jitter_fraction=jitter_fraction,
+                    min_confidence=min_confidence,
+                    policy=policy,
+                    ivus=ivus,
+                    rng=_case_seed(seed, case.case_id),
+                )
             kept = sum(r["kept"] for r in records)
             dropped = len(records) - kept
             write_mask_png(mask_path, label)
@@ -353,7 +360,7 @@ def pseudolabel_dataset(
                 "case_id": case.case_id,
                 "annotation": annotation.kind,
                 **settings,
-                "weight": float(min(weights)) if weights else 0.0,
+                "weight": float(min(weights)) if weights else 1.0,
                 "objects": records,
             }
             atomic_write_json(json_path, entry)

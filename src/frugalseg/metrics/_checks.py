@@ -37,7 +37,5 @@ def check_spacing(spacing: Sequence[float]) -> tuple[float, float]:
     """Return ``spacing`` as ``(row_mm, col_mm)``; raise ``ValueError`` unless two finite positive numbers."""
     values = tuple(float(s) for s in spacing)
     if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise ValueError(
-            f"spacing must be two positive finite numbers (row_mm, col_mm), got {tuple(spacing)}"
-        )
+        raise ValueError(f"spacing must be two positive finite numbers (row_mm, col_mm), got {tuple(spacing)}")
     return values[0], values[1]

@@ -87,9 +87,7 @@ def surface_distances_mm(
     return np.asarray(d_pt, dtype=np.float64), np.asarray(d_tp, dtype=np.float64)
 
 
-def distance_metrics_mm(
-    pred: np.ndarray, target: np.ndarray, *, spacing: Sequence[float]
-) -> dict[str, float]:
+def distance_metrics_mm(pred: np.ndarray, target: np.ndarray, *, spacing: Sequence[float]) -> dict[str, float]:
     """HD95, ASSD and Hausdorff distance in mm from one pass over the boundaries.
 
     Empty rule: both masks empty gives ``0.0`` for every value; exactly one empty gives ``NaN``.

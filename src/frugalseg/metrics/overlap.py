@@ -92,13 +92,11 @@ def batch_dice(pred_labels: torch.Tensor, target: torch.Tensor, *, num_classes: 
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if pred_labels.ndim != 3 or pred_labels.shape != target.shape:
         raise ValueError(
-            f"pred_labels and target must both be (B, H, W), got {tuple(pred_labels.shape)} "
-            f"and {tuple(target.shape)}"
+            f"pred_labels and target must both be (B, H, W), got {tuple(pred_labels.shape)} and {tuple(target.shape)}"
         )
     if pred_labels.is_floating_point() or target.is_floating_point():
         raise ValueError(
-            f"pred_labels and target must hold integer class indices, got {pred_labels.dtype} "
-            f"and {target.dtype}"
+            f"pred_labels and target must hold integer class indices, got {pred_labels.dtype} and {target.dtype}"
         )
     target = target.to(pred_labels.device)
     valid = (target != IGNORE).unsqueeze(1)  # (B, 1, H, W)

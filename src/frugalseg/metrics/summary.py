@@ -119,8 +119,7 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int) -> list[st
     names = [str(n) for n in class_names]
     if len(names) != num_classes:
         raise ValueError(
-            f"class_names must hold num_classes={num_classes} names (background first), "
-            f"got {len(names)}: {names}"
+            f"class_names must hold num_classes={num_classes} names (background first), got {len(names)}: {names}"
         )
     if len(set(names)) != len(names):
         raise ValueError(f"class_names must be unique, got {names}")

@@ -179,9 +179,7 @@ class ProbabilityAttention(nn.Module):
 
     def forward(self, probabilities: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         if probabilities.ndim != 4 or probabilities.shape[1] != self.num_classes:
-            raise ValueError(
-                f"expected probabilities (B, {self.num_classes}, H, W), got {tuple(probabilities.shape)}"
-            )
+            raise ValueError(f"expected probabilities (B, {self.num_classes}, H, W), got {tuple(probabilities.shape)}")
         if features.ndim != 4 or features.shape[1] != self.feature_channels:
             raise ValueError(
                 f"expected features of shape (B, {self.feature_channels}, H, W), got {tuple(features.shape)}"

@@ -98,9 +98,7 @@ class UNet(nn.Module):
         super().__init__()
         self.channels = tuple(channels)
         stages = [ConvBlock(in_channels, channels[0])]
-        stages += [
-            ConvBlock(c_in, c_out, stride=2) for c_in, c_out in itertools.pairwise(channels)
-        ]
+        stages += [ConvBlock(c_in, c_out, stride=2) for c_in, c_out in itertools.pairwise(channels)]
         self.encoder = nn.ModuleList(stages)
         self.decoder = UNetDecoder(channels, list(reversed(channels[:-1])), dropout=dropout)
         self.head = nn.Conv2d(channels[0], num_classes, 1)
