@@ -315,7 +315,9 @@ def bench_foundation(
         }
     student_report: dict[str, Any] = {"dice": None, "fraction_of_full": None, "skipped": "run with student=True"}
     if student:
-        config = student_config or TrainConfig(seed=seed, epochs=3 if quick else 40)
+        config = student_config or TrainConfig(seed=seed)
+        if quick:
+            config = dataclasses.replace(config, epochs=3)
         student_report = bench_student(
             dataset, train_cases, test_cases, pseudo_dir, Path(f"{stem}-student"), config=config, log=log
         )

@@ -1,66 +1,27 @@
-"""The ``frugalseg`` command line: thin adapters over the library, one library call per subcommand."""
+"""Core commands: data, supervised train / predict / evaluate, demo, supervised and speed benchmarks, weights."""
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from frugalseg.engine.config import TrainConfig
-from frugalseg.errors import InputError
-
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-    help="Accurate segmentation for the least annotation effort.",
+from frugalseg.cli._app import (
+    DEFAULTS,
+    DataOption,
+    FormatOption,
+    app,
+    bench_app,
+    console,
+    data_app,
+    print_report,
+    print_rows,
+    progress_bar,
+    read_data,
+    weights_app,
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
-weights_app = typer.Typer(no_args_is_help=True, help="The local cache of pretrained weights.")
-app.add_typer(data_app, name="data")
-app.add_typer(bench_app, name="bench")
-app.add_typer(weights_app, name="weights")
-
-console = Console(stderr=True)
-DEFAULTS = TrainConfig()
-T = TypeVar("T")
-
-DataOption = Annotated[str, typer.Option("--data", help="Dataset folder, or 'phantom[:N[:SIZE]]'.")]
-FormatOption = Annotated[str | None, typer.Option("--format", help="Override the detected dataset format.")]
-
-
-@contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar exposed to the library as a ``(done, total)`` callback."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _read(data: str, data_format: str | None) -> Any:
-    from frugalseg.data import read_dataset
-
-    return read_dataset(data, format=data_format)
+from frugalseg.engine.config import TrainConfig
 
 
 @data_app.command("describe")
@@ -70,7 +31,7 @@ def data_describe(
     """Print cases, sizes, spacing, classes and annotation kinds of a dataset."""
     from frugalseg.data import describe_dataset, format_description
 
-    typer.echo(format_description(describe_dataset(_read(path, data_format))))
+    typer.echo(format_description(describe_dataset(read_data(path, data_format))))
 
 
 @app.command()
@@ -85,11 +46,25 @@ def train(
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = DEFAULTS.patience,
     pretrained: Annotated[bool, typer.Option(help="Start from cached ImageNet weights.")] = DEFAULTS.pretrained,
     seed: Annotated[int, typer.Option()] = DEFAULTS.seed,
+    labels: Annotated[
+        str, typer.Option(help="full, boxes, points, scribbles, tags, partial, or pseudo:DIR (pseudo-label folder).")
+    ] = "full",
+    method: Annotated[str, typer.Option(help="Weak-label method (default: the kind's first).")] = "",
+    annotations: Annotated[
+        Path | None, typer.Option(help="Annotations: JSON (tags/boxes/points) or a PNG folder (scribbles/partial).")
+    ] = None,
+    simulate: Annotated[bool, typer.Option(help="Simulate the annotations from the full masks.")] = False,
+    box_jitter: Annotated[float, typer.Option(help="Simulated boxes: jitter as a fraction of the side.")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     data_format: FormatOption = None,
 ) -> None:
-    """Train a segmentation model (fully supervised) and save it as a run directory."""
+    """Train a segmentation model from full masks or weak labels and save it as a run directory.
+
+    Without --annotations or --simulate, weak labels are the boxes or tags the dataset itself carries.
+    """
     from frugalseg.engine.train import train as run_training
+    from frugalseg.engine.weak_config import WeakConfig
+    from frugalseg.engine.weak_train import train_weak
 
     config = TrainConfig(
         model=model,
@@ -101,8 +76,16 @@ def train(
         pretrained=pretrained,
         seed=seed,
     )
-    dataset = _read(data, data_format)
-    with _progress("training") as update:
+    kind, _, pseudo_dir = labels.partition(":")
+    if kind == "pseudo":
+        source = pseudo_dir
+    elif annotations is not None:
+        source = str(annotations)
+    else:
+        source = "simulate" if simulate else "dataset"
+    weak = None if kind == "full" else WeakConfig(labels=kind, method=method, source=source, box_jitter=box_jitter)
+    dataset = read_data(data, data_format)
+    with progress_bar("training") as update:
 
         def on_epoch(record: dict[str, Any]) -> None:
             update(record["epoch"], record["epochs"])
@@ -111,7 +94,10 @@ def train(
                 f"  ({record['seconds']:.1f} s)"
             )
 
-        result = run_training(dataset, config, out, resume=resume, progress=on_epoch)
+        if weak is None:
+            result = run_training(dataset, config, out, resume=resume, progress=on_epoch)
+        else:
+            result = train_weak(dataset, config, weak, out, resume=resume, progress=on_epoch)
     typer.echo(
         f"best validation Dice {result.best_val_dice:.4f} after {result.epochs_run} epochs "
         f"in {result.seconds / 60:.1f} min -> {result.run_dir}"
@@ -127,7 +113,7 @@ def predict(
     """Predict label masks (PNG, original size) and per-class probability maps for images."""
     from frugalseg.engine.predict import predict_folder
 
-    with _progress("predicting") as update:
+    with progress_bar("predicting") as update:
         report = predict_folder(model, images, out, progress=update)
     for failure in report.failures:
         console.print(f"[red]error[/red]: {failure}")
@@ -149,10 +135,10 @@ def evaluate(
     from frugalseg.engine.inference import SegmentationModel
 
     segmenter = SegmentationModel.load(model)
-    dataset = _read(data, data_format)
-    with _progress("evaluating") as update:
+    dataset = read_data(data, data_format)
+    with progress_bar("evaluating") as update:
         report = evaluate_model(segmenter, dataset.cases, progress=update)
-    _print_report(report)
+    print_report(report)
     if json_path is not None:
         atomic_write_json(json_path, report)
 
@@ -163,7 +149,7 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Pa
     from frugalseg.engine.demo import run_demo
 
     report = run_demo(out, log=console.log)
-    _print_report(report["supervised"], title="demo: IVUS phantom, held-out pullback")
+    print_report(report["supervised"], title="demo: IVUS phantom, held-out pullback")
     typer.echo(f"report written to {out}")
 
 
@@ -182,7 +168,7 @@ def bench_supervised(
     from frugalseg.engine.bench import bench_supervised as run
 
     report = run(
-        _read(data, data_format),
+        read_data(data, data_format),
         json_path,
         quick=quick,
         model=model,
@@ -191,7 +177,7 @@ def bench_supervised(
         seed=seed,
         log=console.log,
     )
-    _print_report(report["test"], title=f"held-out test ({report['test']['num_cases']} cases)")
+    print_report(report["test"], title=f"held-out test ({report['test']['num_cases']} cases)")
 
 
 @bench_app.command("speed")
@@ -203,18 +189,19 @@ def bench_speed(
     from frugalseg.engine.bench_speed import bench_speed as run
 
     report = run(json_path, quick=quick, log=console.log)
-    table = Table(title=f"images/s on {report['threads']} threads")
-    for column in ("model", "params", "size", "train img/s", "infer img/s"):
-        table.add_column(column)
-    for row in report["results"]:
-        table.add_row(
+    rows = [
+        (
             row["model"],
             f"{row['params'] / 1e6:.2f}M",
             str(row["size"]),
             f"{row['train_images_per_s']:.1f}",
             f"{row['infer_images_per_s']:.1f}",
         )
-    Console().print(table)
+        for row in report["results"]
+    ]
+    print_rows(
+        f"images/s on {report['threads']} threads", ("model", "params", "size", "train img/s", "infer img/s"), rows
+    )
 
 
 @weights_app.command("fetch")
@@ -224,26 +211,3 @@ def weights_fetch(name: Annotated[str, typer.Argument(help="Weights name: effl0 
 
     path = fetch_weights(name, log=typer.echo)
     typer.echo(f"{name}: {path}")
-
-
-def _print_report(report: dict[str, Any], *, title: str = "evaluation") -> None:
-    table = Table(title=title)
-    for column in ("class", "Dice", "Jaccard", "HD95 (mm)", "ASSD (mm)"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    rows = [*report["per_class"].items(), ("mean", report["mean"])]
-    for name, values in rows:
-        table.add_row(
-            name,
-            *(f"{values.get(key, float('nan')):.4f}" for key in ("dice", "jaccard", "hd95_mm", "assd_mm")),
-        )
-    Console().print(table)
-
-
-def main() -> None:
-    """Entry point: bad input prints one line and exits with status 2."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        app(prog_name="frugalseg")
-    except InputError as error:
-        console.print(f"[red]error[/red]: {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)

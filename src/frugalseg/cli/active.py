@@ -1,0 +1,118 @@
+"""Active-learning commands: ``al`` (one loop) and ``bench al`` (strategies x seeds, label-efficiency curves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from frugalseg.cli._app import DataOption, FormatOption, app, bench_app, console, print_rows, read_data
+
+
+def parse_count(text: str) -> int | float:
+    """``"2%"`` -> 0.02 (a fraction of the pool), ``"12"`` -> 12 (a count)."""
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100.0
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected a percentage such as 2% or a count such as 12") from None
+
+
+@app.command()
+def al(
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="Loop folder (state.json, one checkpoint per round).")],
+    strategy: Annotated[str, typer.Option(help="Selection strategy, e.g. sqa, sqa_diverse, random, entropy.")] = "sqa",
+    initial: Annotated[str, typer.Option(help="Cold-start size: a percentage of the pool or a count.")] = "2%",
+    batch: Annotated[str, typer.Option(help="Images acquired per round: a percentage or a count.")] = "2%",
+    rounds: Annotated[int, typer.Option(help="Acquisition rounds after the cold start.")] = 4,
+    epochs_per_round: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
+    size: Annotated[int, typer.Option(help="Network side in pixels.")] = 128,
+    cold_start: Annotated[str, typer.Option(help="random or diverse.")] = "random",
+    acquire: Annotated[str, typer.Option(help="The expert's label: full or scribbles.")] = "full",
+    test_data: Annotated[str | None, typer.Option(help="Test set (default: held-out subjects of --data).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    data_format: FormatOption = None,
+) -> None:
+    """Active learning with the SQA network and a simulated expert; run again to resume an interrupted loop."""
+    from frugalseg.engine.al_bench import run_al
+
+    dataset = read_data(data, data_format)
+    test_cases = None if test_data is None else read_data(test_data, data_format).cases
+
+    def on_round(record: dict[str, Any]) -> None:
+        dice = record["metrics"]["dice_mean"]
+        console.log(f"round {record['round']}: {record['num_labelled']} labelled, held-out Dice {dice:.4f}")
+
+    result = run_al(
+        dataset,
+        strategy=strategy,
+        initial=parse_count(initial),
+        batch=parse_count(batch),
+        rounds=rounds,
+        out_dir=out,
+        seed=seed,
+        size=size,
+        epochs_per_round=epochs_per_round,
+        test_cases=test_cases,
+        cold_start=cold_start,  # type: ignore[arg-type]
+        acquire=acquire,  # type: ignore[arg-type]
+        progress=on_round,
+    )
+    rows = [
+        (
+            str(r["round"]),
+            str(r["num_labelled"]),
+            f"{100 * r['fraction']:.1f}%",
+            f"{r['metrics']['dice_mean']:.4f}",
+            f"{r['effort'].get('seconds', float('nan')) / 60:.1f}",
+        )
+        for r in result.rounds
+    ]
+    print_rows(f"active learning ({strategy})", ("round", "labelled", "fraction", "Dice", "expert min"), rows)
+    typer.echo(f"state: {result.state_path}")
+
+
+@bench_app.command("al")
+def bench_al(
+    data: DataOption,
+    json_path: Annotated[Path, typer.Option("--json", help="Output JSON (the plot is written beside it as PNG).")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "random,entropy,sqa,sqa_diverse",
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy.")] = 3,
+    test_data: Annotated[str | None, typer.Option(help="Test set (default: held-out subjects of --data).")] = None,
+    initial: Annotated[str, typer.Option(help="Cold-start size: a percentage or a count.")] = "2%",
+    batch: Annotated[str, typer.Option(help="Images acquired per round.")] = "2%",
+    rounds: Annotated[int, typer.Option(help="Acquisition rounds.")] = 4,
+    epochs_per_round: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
+    size: Annotated[int, typer.Option(help="Network side in pixels.")] = 128,
+    quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
+    data_format: FormatOption = None,
+) -> None:
+    """Dice against the fraction of labelled images for each strategy, effort, and quality calibration."""
+    from frugalseg.engine.al_bench import bench_al as run
+
+    dataset = read_data(data, data_format)
+    report = run(
+        dataset,
+        None if test_data is None else read_data(test_data, data_format).cases,
+        strategies=[name.strip() for name in strategies.split(",") if name.strip()],
+        seeds=seeds,
+        json_path=json_path,
+        quick=quick,
+        initial=parse_count(initial),
+        batch=parse_count(batch),
+        rounds=rounds,
+        size=size,
+        epochs_per_round=epochs_per_round,
+        log=console.log,
+    )
+    rows = [
+        (name, *(f"{point['dice_mean']:.4f}±{point['dice_std']:.4f}" for point in entry["curve"]))
+        for name, entry in report["strategies"].items()
+    ]
+    fractions = [f"{100 * p['fraction']:.0f}%" for p in next(iter(report["strategies"].values()))["curve"]]
+    print_rows("held-out Dice by labelled fraction", ("strategy", *fractions), rows)
+    quality = report["quality"]
+    typer.echo(f"quality: Pearson {quality['pearson']:.3f}, Spearman {quality['spearman']:.3f} -> {json_path}")

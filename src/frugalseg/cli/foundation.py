@@ -1,0 +1,148 @@
+"""Foundation-model commands: ``pseudolabel``, ``finetune-sam`` and ``bench foundation`` (LiteMedSAM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from frugalseg.cli._app import DataOption, FormatOption, app, bench_app, console, read_annotations, read_data
+
+DecoderOption = Annotated[
+    Path | None, typer.Option("--decoder", help="A finetune-sam run: use its fine-tuned decoder.")
+]
+
+
+def _segmenter(decoder: Path | None) -> Any:
+    from frugalseg.foundation import LiteMedSAMSegmenter
+    from frugalseg.foundation.finetune import load_finetuned
+
+    return LiteMedSAMSegmenter.from_cache() if decoder is None else load_finetuned(decoder)
+
+
+def _is_ivus(dataset: Any) -> bool:
+    from frugalseg.engine.evaluate import IVUS_CLASSES
+
+    return list(dataset.class_names) == IVUS_CLASSES
+
+
+@app.command()
+def pseudolabel(
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="Folder of pseudo-mask PNGs and confidence JSONs.")],
+    backend: Annotated[str, typer.Option(help="Promptable model (litemedsam).")] = "litemedsam",
+    annotations: Annotated[
+        Path | None, typer.Option(help="Prompts: annotations JSON (boxes/points) or scribble PNG folder.")
+    ] = None,
+    simulate: Annotated[
+        str | None, typer.Option(help="Simulate prompts from the full masks: boxes, points or scribbles.")
+    ] = None,
+    min_confidence: Annotated[float, typer.Option(help="Objects below this confidence are handled by --policy.")] = 0.5,
+    policy: Annotated[str, typer.Option(help="drop or downweight low-confidence objects.")] = "drop",
+    decoder: DecoderOption = None,
+    embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    data_format: FormatOption = None,
+) -> None:
+    """Prompt a foundation model with weak annotations and write pseudo-masks with per-object confidence.
+
+    Without --annotations or --simulate the dataset's own boxes are the prompts. Train a student on the
+    result with ``frugalseg train --labels pseudo:DIR``. An interrupted run resumes where it stopped.
+    """
+    from frugalseg.annotations import from_case
+    from frugalseg.engine.weak_config import WeakConfig
+    from frugalseg.engine.weak_labels import weak_annotations
+    from frugalseg.foundation import CachedSegmenter, EmbeddingCache
+    from frugalseg.foundation.pseudolabel import pseudolabel_dataset
+
+    if backend != "litemedsam":
+        raise typer.BadParameter(f"--backend {backend}: only litemedsam is available")
+    dataset = read_data(data, data_format)
+    shapes = {case.case_id: case.shape for case in dataset.cases}
+    prompts: dict[str, Any]
+    if annotations is not None:
+        prompts = read_annotations(annotations, shapes)
+    elif simulate is not None:
+        weak = WeakConfig(labels=simulate)
+        prompts = dict(weak_annotations(dataset.cases, weak, num_classes=dataset.num_classes, seed=seed))
+    else:
+        prompts = {case.case_id: from_case(case) for case in dataset.cases if case.boxes}
+    segmenter = _segmenter(decoder)
+    if embedding_cache is not None:
+        segmenter = CachedSegmenter(segmenter, EmbeddingCache(embedding_cache))
+    report = pseudolabel_dataset(
+        segmenter,
+        dataset.cases,
+        prompts,
+        out_dir=out,
+        min_confidence=min_confidence,
+        policy=policy,
+        ivus=_is_ivus(dataset),
+        seed=seed,
+        progress=lambda record: console.log(record),
+    )
+    typer.echo(
+        f"{len(report.written)} written, {len(report.skipped)} already there, {len(report.missing)} without prompts; "
+        f"objects kept {report.objects_kept}, dropped {report.objects_dropped} -> {report.out_dir}"
+    )
+
+
+@app.command("finetune-sam")
+def finetune_sam(
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="Run folder for the fine-tuned decoder.")],
+    k: Annotated[int, typer.Option("--k", help="Fully labelled images to fine-tune on.")] = 10,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 300,
+    prompt_encoder: Annotated[bool, typer.Option(help="Also train the prompt encoder.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    data_format: FormatOption = None,
+) -> None:
+    """Adapt LiteMedSAM's mask decoder to a domain with k fully labelled images (the encoder stays frozen)."""
+    import numpy as np
+
+    from frugalseg.foundation.finetune import FinetuneConfig, finetune_decoder
+
+    dataset = read_data(data, data_format)
+    labelled = [case for case in dataset.cases if case.label is not None]
+    if len(labelled) < k:
+        raise typer.BadParameter(f"--k {k}: the dataset has only {len(labelled)} labelled images")
+    chosen = [labelled[i] for i in np.random.default_rng(seed).choice(len(labelled), size=k, replace=False)]
+    config = FinetuneConfig(steps=steps, train_prompt_encoder=prompt_encoder, ivus=_is_ivus(dataset), seed=seed)
+    result = finetune_decoder(_segmenter(None), chosen, out, config=config, progress=lambda r: console.log(r))
+    typer.echo(
+        f"loss {result.initial_loss:.4f} -> {result.final_loss:.4f} in {result.steps} steps "
+        f"({result.seconds:.0f} s) -> {result.run_dir}"
+    )
+
+
+@bench_app.command("foundation")
+def bench_foundation(
+    data: DataOption,
+    json_path: Annotated[Path, typer.Option("--json", help="Output JSON.")],
+    quick: Annotated[bool, typer.Option(help="8 held-out and 16 pseudo-labelled images, short students.")] = False,
+    max_cases: Annotated[
+        int | None, typer.Option(help="At most this many held-out and pseudo-labelled images.")
+    ] = None,
+    finetune_k: Annotated[int, typer.Option(help="Also fine-tune the decoder on k training images (0: skip).")] = 0,
+    student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    data_format: FormatOption = None,
+) -> None:
+    """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""
+    from frugalseg.engine.foundation_bench import bench_foundation as run
+
+    report = run(
+        read_data(data, data_format),
+        json_path,
+        quick=quick,
+        max_cases=max_cases,
+        finetune_k=finetune_k,
+        student=student,
+        seed=seed,
+        log=console.log,
+    )
+    rows = [f"{name}: Dice {values['dice']:.4f}" for name, values in report["zero_shot"].items() if values]
+    typer.echo("zero-shot " + ", ".join(rows))
+    timing = report["timing"]
+    typer.echo(f"encoder {timing['encode_s']:.2f} s/image, decoder {timing['decode_s'] * 1000:.1f} ms/prompt")
