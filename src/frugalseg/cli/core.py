@@ -22,6 +22,7 @@ from frugalseg.cli._app import (
     weights_app,
 )
 from frugalseg.engine.config import TrainConfig
+from frugalseg.errors import InputError
 
 
 @data_app.command("describe")
@@ -77,13 +78,19 @@ def train(
         seed=seed,
     )
     kind, _, pseudo_dir = labels.partition(":")
-    if kind == "pseudo":
-        source = pseudo_dir
-    elif annotations is not None:
-        source = str(annotations)
-    else:
-        source = "simulate" if simulate else "dataset"
-    weak = None if kind == "full" else WeakConfig(labels=kind, method=method, source=source, box_jitter=box_jitter)
+    weak = None
+    if kind != "full" or annotations is not None:
+        if kind == "pseudo":
+            source = pseudo_dir
+        elif annotations is not None:
+            source = str(annotations)
+        elif simulate:
+            source = "simulate"
+        elif kind in ("boxes", "tags"):
+            source = "dataset"
+        else:
+            raise InputError(f"--labels {kind} needs --annotations PATH or --simulate")
+        weak = WeakConfig(labels=kind, method=method, source=source, box_jitter=box_jitter)
     dataset = read_data(data, data_format)
     with progress_bar("training") as update:
 
@@ -145,12 +152,26 @@ def evaluate(
 
 @app.command()
 def demo(out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("demo-report")) -> None:
-    """Phantom IVUS data -> train -> evaluate, with overlays and metrics.json in --out."""
+    """Phantom IVUS: full vs scribble supervision, then a short SQA active-learning loop; report in --out."""
     from frugalseg.engine.demo import run_demo
 
     report = run_demo(out, log=console.log)
-    print_report(report["supervised"], title="demo: IVUS phantom, held-out pullback")
-    typer.echo(f"report written to {out}")
+    print_report(report["supervised"], title="full masks: IVUS phantom, held-out pullback")
+    print_report(report["weak"], title="simulated scribbles: same network and schedule")
+    rounds = report["active_learning"]["rounds"]
+    rows = [
+        (
+            str(r["num_labelled"]),
+            f"{100 * r['fraction']:.0f}%",
+            f"{r['dice']:.4f}",
+            f"{r['quality'].get('pearson', float('nan')):.2f}",
+            f"{r['effort']['ratio']:.2f}",
+        )
+        for r in rounds
+    ]
+    columns = ("labelled", "of pool", "Dice", "quality r", "effort vs scratch")
+    print_rows("SQA active learning (held-out pullback)", columns, rows)
+    typer.echo(f"report written to {out} in {report['seconds'] / 60:.1f} min")
 
 
 @bench_app.command("supervised")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from frugalseg.cli._app import (
+    DEFAULTS,
     DataOption,
     FormatOption,
     annotations_app,
@@ -113,20 +114,19 @@ def bench_weak(
         list[str] | None, typer.Option("--method", help="KIND:METHOD to run instead of the kind's default (repeat).")
     ] = None,
     quick: Annotated[bool, typer.Option(help="Few cases and 2 epochs, for a smoke run.")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Override the epoch count of every run.")] = None,
+    model: Annotated[str, typer.Option(help="Registered model name (every run).")] = DEFAULTS.model,
+    size: Annotated[int, typer.Option(help="Training/inference side in pixels.")] = DEFAULTS.size,
+    epochs: Annotated[int, typer.Option(help="Epochs of every run.")] = DEFAULTS.epochs,
+    pretrained: Annotated[bool, typer.Option(help="Start from cached ImageNet weights.")] = DEFAULTS.pretrained,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:
     """Each annotation kind and method against full supervision on held-out subjects, with annotation effort."""
-    import dataclasses
-
     from frugalseg.engine.config import TrainConfig
     from frugalseg.engine.weak_bench import bench_weak as run
     from frugalseg.engine.weak_bench import format_weak_table, parse_methods
 
-    config = TrainConfig(seed=seed)
-    if epochs is not None:
-        config = dataclasses.replace(config, epochs=epochs)
+    config = TrainConfig(model=model, size=size, epochs=epochs, pretrained=pretrained, seed=seed)
     report = run(
         read_data(data, data_format),
         json_path,
