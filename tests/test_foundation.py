@@ -188,6 +188,9 @@ def test_boxes_and_points_map_to_the_256_frame() -> None:
     assert torch.allclose(boxes, expected)
     tall = boxes_to_model_frame(np.array([[30.0, 60.0, 150.0, 180.0]]), (W, H))  # same scale: max side 300
     assert torch.allclose(tall, expected)
+    widened = boxes_to_model_frame(np.array([[0.0, 60.0, W, 180.0]]), (H, W), margin=2.5)
+    last_x = (W - 1) * scale
+    assert torch.allclose(widened, torch.tensor([[0.0, 60.0 * scale - 2.5, last_x, 179.0 * scale + 2.5]]))
     points = points_to_model_frame(np.array([[[150.0, 100.0]]]), (H, W))
     assert torch.allclose(points, torch.tensor([[[150.0, 100.0]]]) * scale)
 
@@ -223,6 +226,7 @@ def test_predicted_masks_come_back_where_the_box_was(
         return (inside.float() * 20 - 10)[:, None], torch.ones(len(boxes), 1)
 
     monkeypatch.setattr(segmenter.model, "decode", paint_box)
+    monkeypatch.setattr(segmenter, "box_margin", 0.0)  # the exact round trip (the margin is tested above)
     boxes = [[30, 60, 150, 180], [5, 5, 60, 25], [100, 40, 200, 190]]
     prediction = segmenter.predict(random_embedding(size), Prompts.from_boxes(boxes))
     assert prediction.masks.shape == (3, *size)

@@ -359,7 +359,9 @@ def _finetuned(
     """Fine-tune a copy of the decoder on ``k`` training images, then score box and jittered-box prompts."""
     if not isinstance(segmenter, LiteMedSAMSegmenter):
         raise InputError(f"fine-tuning needs the LiteMedSAM backend, not {segmenter.model_id}")
-    tuned = LiteMedSAMSegmenter(copy.deepcopy(segmenter.model), weights_sha256=segmenter.weights_sha256)
+    tuned = LiteMedSAMSegmenter(
+        copy.deepcopy(segmenter.model), weights_sha256=segmenter.weights_sha256, box_margin=segmenter.box_margin
+    )
     config = config or FinetuneConfig(seed=seed, ivus=ivus)
     chosen = [train_cases[i] for i in np.random.default_rng(seed).permutation(len(train_cases))[:k]]
     log(f"fine-tuning the decoder on {len(chosen)} training images ({config.steps} steps)")

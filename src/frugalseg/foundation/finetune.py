@@ -217,7 +217,9 @@ def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], con
 def _item_loss(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
     """Mean loss of one image's objects prompted with ``boxes`` (original pixels)."""
     device = segmenter.device
-    frame_boxes = boxes_to_model_frame(boxes, item.embedding.original_size, image_size=IMAGE_SIZE).to(device)
+    original = item.embedding.original_size
+    frame_boxes = boxes_to_model_frame(boxes, original, image_size=IMAGE_SIZE, margin=segmenter.box_margin)
+    frame_boxes = frame_boxes.to(device)
     low_res, _ = segmenter.model.decode(item.embedding.features.to(device), boxes=frame_boxes)
     h, w = item.targets.shape[1:]
     scale = low_res.shape[-1] / IMAGE_SIZE
@@ -392,5 +394,9 @@ def load_finetuned(
                 f"{run_dir / DECODER_FILE}: {name} does not match LiteMedSAM ({detail[0] if detail else error})"
             ) from error
     return LiteMedSAMSegmenter(
-        model, weights_sha256=base.weights_sha256, device=device, max_objects_per_batch=base.max_objects_per_batch
+        model,
+        weights_sha256=base.weights_sha256,
+        device=device,
+        max_objects_per_batch=base.max_objects_per_batch,
+        box_margin=base.box_margin,
     )

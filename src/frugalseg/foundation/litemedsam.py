@@ -19,6 +19,7 @@ from torch import nn
 
 from frugalseg.errors import InputError
 from frugalseg.foundation.preprocess import (
+    BOX_MARGIN,
     boxes_to_model_frame,
     image_to_model_input,
     logits_to_original,
@@ -132,6 +133,7 @@ class LiteMedSAMSegmenter:
             parameters instead (what the embeddings depend on).
         device: where the model runs.
         max_objects_per_batch: objects decoded together (bounds memory for many prompts).
+        box_margin: model-frame pixels each box side is widened by (see :data:`.preprocess.BOX_MARGIN`).
     """
 
     def __init__(
@@ -141,12 +143,14 @@ class LiteMedSAMSegmenter:
         weights_sha256: str | None = None,
         device: str | torch.device = "cpu",
         max_objects_per_batch: int = 16,
+        box_margin: float = BOX_MARGIN,
     ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.max_objects_per_batch = max_objects_per_batch
+        self.box_margin = box_margin
         self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
 
     @classmethod
@@ -207,7 +211,9 @@ class LiteMedSAMSegmenter:
             raise InputError(f"embedding of model {embedding.model_id!r} given to {MODEL_ID}; encode the image again")
         prompts.check_inside(embedding.original_size)
         original = embedding.original_size
-        boxes = None if prompts.boxes is None else boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE)
+        boxes = None
+        if prompts.boxes is not None:
+            boxes = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE, margin=self.box_margin)
         points = labels = None
         if prompts.points is not None and prompts.point_labels is not None:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
