@@ -87,6 +87,7 @@ def bench_al(
     rounds: Annotated[int, typer.Option(help="Acquisition rounds.")] = 4,
     epochs_per_round: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
     size: Annotated[int, typer.Option(help="Network side in pixels.")] = 128,
+    min_steps: Annotated[int, typer.Option(help="At least this many optimisation steps per round.")] = 0,
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
 ) -> None:
@@ -106,6 +107,7 @@ def bench_al(
         rounds=rounds,
         size=size,
         epochs_per_round=epochs_per_round,
+        min_steps=min_steps,
         log=console.log,
     )
     rows = [
