@@ -10,8 +10,21 @@ import pytest
 import torch
 
 from frugalseg.data.case import Case, Dataset
+from frugalseg.engine.config import TrainConfig
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+TINY = TrainConfig(
+    model="unet_test",
+    size=32,
+    epochs=2,
+    batch_size=4,
+    min_steps_per_epoch=2,
+    lr=1e-2,
+    val_fraction=0.25,
+    pretrained=False,
+)
+"""A training configuration that runs in a second on the tiny datasets here."""
 
 
 def real_data_root() -> Path:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage.draw import ellipse
 
+from conftest import TINY
 from frugalseg.data.case import IGNORE
 from frugalseg.data.images import read_mask, write_image_png
 from frugalseg.engine.augment import augment_batch
@@ -22,17 +23,6 @@ from frugalseg.engine.preprocess import image_to_tensor, label_to_tensor
 from frugalseg.engine.train import train
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
-
-TINY = TrainConfig(
-    model="unet_test",
-    size=32,
-    epochs=2,
-    batch_size=4,
-    min_steps_per_epoch=2,
-    lr=1e-2,
-    val_fraction=0.25,
-    pretrained=False,
-)
 
 
 def test_image_to_tensor_is_zscored_and_resized() -> None:

@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY
 from frugalseg.annotations import Boxes, Point, Points, Scribbles, write_annotations_json
 from frugalseg.data.case import IGNORE, Box, Dataset
-from frugalseg.engine.config import TrainConfig, load_config
+from frugalseg.engine.config import load_config
 from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.preprocess import image_to_tensor
 from frugalseg.engine.weak_bench import format_weak_table, parse_methods
@@ -34,16 +35,6 @@ from frugalseg.errors import InputError
 from frugalseg.losses import dice_ce_loss, dice_loss, partial_cross_entropy
 from frugalseg.pseudolabels import write_pseudo_labels
 
-TINY = TrainConfig(
-    model="unet_test",
-    size=32,
-    epochs=2,
-    batch_size=4,
-    min_steps_per_epoch=2,
-    lr=1e-2,
-    val_fraction=0.25,
-    pretrained=False,
-)
 B, C, S = 2, 3, 8
 
 
