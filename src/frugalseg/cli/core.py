@@ -105,10 +105,12 @@ def train(
             result = run_training(dataset, config, out, resume=resume, progress=on_epoch)
         else:
             result = train_weak(dataset, config, weak, out, resume=resume, progress=on_epoch)
-    typer.echo(
-        f"best validation Dice {result.best_val_dice:.4f} after {result.epochs_run} epochs "
-        f"in {result.seconds / 60:.1f} min -> {result.run_dir}"
+    validation = (
+        f"best validation Dice {result.best_val_dice:.4f}"
+        if result.best_val_dice >= 0
+        else "no labelled validation image (last epoch kept)"
     )
+    typer.echo(f"{validation} after {result.epochs_run} epochs in {result.seconds / 60:.1f} min -> {result.run_dir}")
 
 
 @app.command()
