@@ -24,8 +24,8 @@ from frugalseg.data.case import IGNORE, Case
 from frugalseg.engine.al_report import mean_defined
 from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.fit import one_cycle
 from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, stack_cases
-from frugalseg.engine.train import one_cycle
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 from frugalseg.models import create_model

@@ -16,33 +16,19 @@ epoch is kept). Only the targets (:mod:`~frugalseg.engine.weak_labels`) and the 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from frugalseg.atomic import append_jsonl, atomic_torch_save, atomic_write_json
+from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import IGNORE, Case, Dataset
-from frugalseg.data.splits import split_by_subject
 from frugalseg.engine.config import TrainConfig, load_config
-from frugalseg.engine.evaluate import evaluate_model
-from frugalseg.engine.inference import MODEL_FILE, SegmentationModel
+from frugalseg.engine.fit import ProgressCallback, TrainResult, finish_run, fit_epochs
+from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.preprocess import image_to_tensor, stack_cases
-from frugalseg.engine.train import (
-    CHECKPOINT_FILE,
-    ProgressCallback,
-    TrainResult,
-    _choose_postprocess,
-    _load_checkpoint,
-    _model_kwargs,
-    _save_checkpoint,
-    _validation_dice,
-    one_cycle,
-)
+from frugalseg.engine.train import model_kwargs, validation_split
 from frugalseg.engine.weak_config import WeakConfig, load_weak_config
 from frugalseg.engine.weak_labels import WeakAnnotation, build_weak_targets, weak_annotations
 from frugalseg.engine.weak_losses import weak_loss
@@ -75,10 +61,7 @@ def weak_split(dataset: Dataset, config: TrainConfig) -> tuple[list[Case], list[
     With ``val_fraction == 0`` every case is also a validation case. Only validation cases with a full mask
     are used for model selection.
     """
-    cases = [case for case in dataset.cases if case.split != "test"]
-    if config.val_fraction == 0:
-        return cases, list(cases)
-    return split_by_subject(cases, holdout_fraction=config.val_fraction, seed=config.seed)
+    return validation_split([case for case in dataset.cases if case.split != "test"], config)
 
 
 def train_weak(
@@ -216,10 +199,10 @@ def _fit(
     started: float,
     round_index: int = 0,
 ) -> TrainResult:
-    """One training run on fixed targets into ``run_dir`` (the loop of :func:`frugalseg.engine.train.train`)."""
+    """One training run on fixed targets into ``run_dir`` (see :mod:`frugalseg.engine.fit`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     network = create_model(
-        config.model, in_channels=data.in_channels, num_classes=len(data.class_names), **_model_kwargs(config)
+        config.model, in_channels=data.in_channels, num_classes=len(data.class_names), **model_kwargs(config)
     ).to(device)
     model = SegmentationModel(
         network=network,
@@ -229,87 +212,8 @@ def _fit(
         class_names=data.class_names,
         flip_tta=config.flip_tta,
     )
-    count = len(data.images)
-    steps_per_epoch = max(config.min_steps_per_epoch, count // config.batch_size)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(config.epochs * steps_per_epoch))
-    generator = torch.Generator().manual_seed(config.seed + round_index)
-    state: dict[str, Any] = {"epoch": 0, "best_dice": -1.0, "stale": 0}
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    if resume and checkpoint_path.exists():
-        state = _load_checkpoint(checkpoint_path, network, optimizer, scheduler, generator)
-    has_val = data.val_images is not None and data.val_labels is not None
 
-    while state["epoch"] < config.epochs and not (config.patience and has_val and state["stale"] >= config.patience):
-        epoch_started = time.perf_counter()
-        train_loss = _train_epoch(
-            network, optimizer, scheduler, data, config, weak, generator, state["epoch"], steps_per_epoch
-        )
-        if has_val:
-            assert data.val_images is not None and data.val_labels is not None
-            val_dice = _validation_dice(model, data.val_images, data.val_labels)
-        else:
-            val_dice = math.nan
-        state["epoch"] += 1
-        improved = not has_val or val_dice > state["best_dice"]
-        state["stale"] = 0 if improved else state["stale"] + 1
-        if improved:
-            state["best_dice"] = val_dice if has_val else -1.0
-            atomic_torch_save(run_dir / MODEL_FILE, model.bundle())
-        _save_checkpoint(checkpoint_path, network, optimizer, scheduler, generator, state)
-        record = {
-            "epoch": state["epoch"],
-            "round": round_index,
-            "train_loss": train_loss,
-            "val_dice": val_dice,
-            "best_val_dice": state["best_dice"] if has_val else math.nan,
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": time.perf_counter() - epoch_started,
-        }
-        append_jsonl(run_dir / "log.jsonl", record)
-        if progress is not None:
-            progress({**record, "epochs": config.epochs})
-
-    best = SegmentationModel.load(run_dir).to(device)
-    val_report: dict[str, Any] = {}
-    if data.val_cases:
-        best.postprocess = _choose_postprocess(best, data.val_cases)
-        atomic_torch_save(run_dir / MODEL_FILE, best.bundle())
-        val_report = {k: v for k, v in evaluate_model(best, data.val_cases).items() if k != "cases"}
-    seconds = time.perf_counter() - started
-    atomic_write_json(
-        run_dir / "metrics.json",
-        {
-            "val": val_report,
-            "epochs_run": state["epoch"],
-            "train_seconds": seconds,
-            "weak": {"labels": weak.labels, "method": weak.method, "round": round_index, "num_fit": count},
-        },
-    )
-    return TrainResult(
-        run_dir=run_dir, best_val_dice=float(state["best_dice"]), epochs_run=int(state["epoch"]), seconds=seconds
-    )
-
-
-def _train_epoch(
-    network: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data: _Data,
-    config: TrainConfig,
-    weak: WeakConfig,
-    generator: torch.Generator,
-    epoch: int,
-    steps_per_epoch: int,
-) -> float:
-    network.train()
-    device = next(network.parameters()).device
-    count = len(data.images)
-    needed = steps_per_epoch * config.batch_size
-    order = torch.cat([torch.randperm(count, generator=generator) for _ in range(-(-needed // count))])
-    losses = []
-    for step in range(steps_per_epoch):
-        index = order[step * config.batch_size : (step + 1) * config.batch_size]
+    def batch_loss(index: torch.Tensor, generator: torch.Generator, epoch: int) -> torch.Tensor:
         batch = make_batch(
             data.images,
             data.targets,
@@ -318,12 +222,24 @@ def _train_epoch(
             augment=config.augment,
             rotation=weak.labels != "boxes",
         ).to(device)
-        loss = weak_loss(network(batch.images), batch, weak=weak, epoch=epoch)
-        if not torch.isfinite(loss):
-            raise InputError(f"training diverged: non-finite loss at epoch {epoch + 1} step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+        return weak_loss(network(batch.images), batch, weak=weak, epoch=epoch)
+
+    validation = None
+    if data.val_images is not None and data.val_labels is not None:
+        validation = (data.val_images, data.val_labels)
+    state = fit_epochs(
+        run_dir,
+        model,
+        config,
+        num_images=len(data.images),
+        batch_loss=batch_loss,
+        validation=validation,
+        seed=config.seed + round_index,
+        resume=resume,
+        progress=progress,
+        log_fields={"round": round_index},
+    )
+    weak_fields = {"labels": weak.labels, "method": weak.method, "round": round_index, "num_fit": len(data.images)}
+    return finish_run(
+        run_dir, state, data.val_cases, device=device, started=started, metrics_fields={"weak": weak_fields}
+    )
