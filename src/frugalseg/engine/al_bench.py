@@ -4,8 +4,8 @@ label-efficiency benchmark (Dice against the percentage of the pool labelled, pe
 One run (:func:`run_al`) writes into its folder ``settings.json``, ``state.json`` (the loop's state, see
 :mod:`frugalseg.active.loop`) and the weights of the last two rounds (``round_XX.pt``, for the warm start
 of a resumed run). The benchmark (:func:`bench_al`) runs every strategy with every seed (resuming finished
-or interrupted runs), trains the fully supervised reference (the whole pool, the same schedule as one
-round) once per seed, and writes the JSON report and a PNG plot beside it.
+or interrupted runs), trains the fully supervised reference (the whole pool, at least as many optimisation
+steps as a whole run) once per seed, and writes the JSON report and a PNG plot beside it.
 """
 
 from __future__ import annotations
@@ -206,7 +206,12 @@ def run_al(
 def _full_reference(
     pool: list[Case], test: list[Case], dataset: Dataset, *, seed: int, out: Path, options: dict[str, Any]
 ) -> dict[str, Any]:
-    """The SQA network trained on the whole pool with one round's schedule (cached as JSON)."""
+    """The SQA network trained on the whole pool (cached as JSON).
+
+    It trains ``epochs_per_round`` passes over the pool, and at least as many steps as a whole active-learning
+    run is guaranteed (``min_steps`` per round, rounds + 1 trainings), so that no strategy beats it by training
+    longer.
+    """
     path = out / f"seed{seed}.json"
     if path.exists():
         cached: dict[str, Any] = json.loads(path.read_text())
@@ -229,7 +234,7 @@ def _full_reference(
         generator=torch.Generator().manual_seed(_round_seed(seed, -1)),
         num_classes=dataset.num_classes,
         dropout=options["dropout"],
-        min_steps=options["min_steps"],
+        min_steps=options["min_steps"] * (options["rounds"] + 1),
         device=options["device"],
     )
     train_seconds = time.perf_counter() - started
@@ -298,6 +303,7 @@ def bench_al(
         "lr": lr,
         "dropout": dropout,
         "min_steps": min_steps,
+        "rounds": rounds,
         "device": device,
         "num_pool": len(pool),
     }
