@@ -27,8 +27,9 @@ from frugalseg.engine.inference import MODEL_FILE, SegmentationModel
 from frugalseg.engine.postprocess import choose_postprocess
 from frugalseg.errors import InputError
 from frugalseg.metrics import batch_dice, dice_score
+from frugalseg.optim import one_cycle, optimiser_step
 
-__all__ = ["CHECKPOINT_FILE", "BatchLoss", "ProgressCallback", "TrainResult", "finish_run", "fit_epochs", "one_cycle"]
+__all__ = ["CHECKPOINT_FILE", "BatchLoss", "ProgressCallback", "TrainResult", "finish_run", "fit_epochs"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -42,19 +43,6 @@ class TrainResult:
     best_val_dice: float
     epochs_run: int
     seconds: float
-
-
-def one_cycle(total_steps: int, warmup_fraction: float = 0.05) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay to 1% of the peak learning rate."""
-    warmup = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def fit_epochs(
@@ -184,13 +172,7 @@ def _train_epoch(
     losses = []
     for step in range(steps):
         loss = batch_loss(order[step * batch_size : (step + 1) * batch_size], generator, epoch)
-        if not torch.isfinite(loss):
-            raise InputError(f"training diverged: non-finite loss at epoch {epoch + 1} step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimiser_step(loss, optimizer, scheduler, what=f"training (epoch {epoch + 1})", step=step))
     return float(np.mean(losses))
 
 

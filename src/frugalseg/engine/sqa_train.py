@@ -24,12 +24,12 @@ from frugalseg.data.case import IGNORE, Case
 from frugalseg.engine.al_report import mean_defined
 from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.fit import one_cycle
 from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, stack_cases
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 from frugalseg.models import create_model
 from frugalseg.models.sqa import SQANet, enable_mc_dropout
+from frugalseg.optim import one_cycle, optimiser_step
 from frugalseg.quality import (
     calibration_report,
     error_map_auroc_ap,
@@ -131,18 +131,13 @@ def fine_tune_sqa(
             terms = sqa_loss(
                 network(x.to(device)), target.to(device), num_classes=num_classes, error_weight=error_weight
             )
-            if not torch.isfinite(terms.total):
-                raise InputError(f"SQA training diverged: non-finite loss at step {step}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            optimizer.step()
-            scheduler.step()
+            total = optimiser_step(terms.total, optimizer, scheduler, what="SQA training", step=step)
             if progress is not None:
                 progress(
                     {
                         "step": step + 1,
                         "steps": steps,
-                        "loss": float(terms.total.detach()),
+                        "loss": total,
                         "segmentation": float(terms.segmentation.detach()),
                         "error": float(terms.error.detach()),
                     }

@@ -43,6 +43,7 @@ from frugalseg.foundation.litemedsam import IMAGE_SIZE, MODEL_ID, LiteMedSAMSegm
 from frugalseg.foundation.preprocess import boxes_to_model_frame
 from frugalseg.foundation.prompting import IVUS_LUMEN, jitter_boxes
 from frugalseg.foundation.prompts import Embedding
+from frugalseg.optim import optimiser_step
 from frugalseg.weights import sha256_file
 
 __all__ = [
@@ -299,13 +300,7 @@ def finetune_decoder(
                     boxes = jitter_boxes(boxes, item.embedding.original_size, fraction=config.box_jitter, rng=rng)
                 losses.append(_item_loss(segmenter, item, boxes))
             loss = torch.stack(losses).mean()
-            if not torch.isfinite(loss):
-                raise InputError(f"fine-tuning diverged: non-finite loss at step {step}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            recent.append(float(loss.detach()))
+            recent.append(optimiser_step(loss, optimizer, scheduler, what="fine-tuning", step=step))
             if step % config.log_every == 0 or step == config.steps:
                 record = {"step": step, "steps": config.steps, "loss": float(np.mean(recent))}
                 record["seconds"] = time.perf_counter() - started
