@@ -109,11 +109,24 @@ def test_one_pixel_shift_is_tolerated_but_three_are_not() -> None:
     assert correction_cost(one, truth).seconds == REVIEW
     cost = correction_cost(three, truth)
     assert cost.regions == 2  # a missed band at the top, an extra band at the bottom
-    # the missed band touches the top of the true outline (20 edges) and 3 edges of each side; the extra
-    # band only the bottom (20 edges)
-    assert cost.redraw_seconds == pytest.approx((26 + 20) * math.pi / 4 * PX_SECONDS)
+    # redrawn: the outline stretches more than 1 px from the predicted outline. The top side (20 edges, 3 px
+    # away), the top 2 edges of each side (3 and 2 px away) and the bottom side but its two end edges, which
+    # lie 1 px from the predicted left and right sides.
+    assert cost.redraw_seconds == pytest.approx((20 + 4 + 18) * math.pi / 4 * PX_SECONDS)
     strict = dataclasses.replace(CORRECTION_EFFORT, tolerance_px=0.0)
     assert correction_cost(one, truth, effort=strict).regions == 2
+
+
+def test_only_the_wrong_stretch_of_outline_is_redrawn() -> None:
+    truth = _disc(radius=14)
+    prediction = _disc(radius=13)  # 1 px inside the truth all round: tolerated
+    prediction[29:36, 40:47] = 0  # a notch about 5 px deep on the right
+    cost = correction_cost(prediction, truth)
+    outline_seconds = boundary_length(truth) * PX_SECONDS
+    # the under-segmented ring and the notch form one region to fix, but only the outline beside the notch
+    # (about 7 of 88 px) is redrawn
+    assert cost.regions == 1
+    assert 0 < cost.redraw_seconds < 0.15 * outline_seconds
 
 
 def test_hopeless_prediction_is_redrawn_from_scratch() -> None:

@@ -17,12 +17,15 @@ its boundary (proportional to the full boundary length).
   ``c``, class by class as the from-scratch cost counts outlines class by class. A region lying wholly within
   ``tolerance_px`` of the true boundary of ``c`` is accepted as it is (inter-observer variability), so a
   prediction off by a pixel costs nothing to fix.
-* **redraw(R)**: the part of the true boundary of ``c`` the region touches (pixel edges between ``R`` and
-  pixels on the other side of the true boundary, the image border counting as outside ``c``; measured as
+* **redraw**: the stretches of the true outline of ``c`` that lie farther than ``tolerance_px`` from the
+  predicted outline of ``c`` (pixel edges between ``c`` and the rest, the image border counting as outside
+  ``c``; each edge's offset is the distance from it to the nearest predicted boundary; measured as
   :func:`~frugalseg.annotations.effort.boundary_length` measures, in pixels of the finer axis), charged at the
-  from-scratch rate ``vertex_seconds / boundary_px_per_vertex``: the expert redraws the wrong stretch of
-  outline and the wrong side goes with it. A region touching no true boundary — a false island or a hole
-  in the prediction — has nothing to redraw: it is deleted or filled with a click (its find cost). When the
+  from-scratch rate ``vertex_seconds / boundary_px_per_vertex``. The expert redraws the wrong stretch and the
+  editing tool splices it into the outline, as interactive polygon tools are evaluated: a simulated annotator
+  moves only the vertices farther than a threshold from the truth (Castrejon et al., Polygon-RNN, CVPR 2017;
+  Acuna et al., Polygon-RNN++, CVPR 2018). A region touching no wrong stretch — a false island or a hole in
+  the prediction — has nothing to redraw: it is deleted or filled with a click (its find cost). When the
   prediction is empty, the regions are the objects and the redrawn length is their whole boundary, so
   correction costs exactly ``review_seconds`` more than drawing from scratch.
 * **find(R)**, guided by the predicted error map ``e``: a region is *flagged* when at least
@@ -85,8 +88,9 @@ class CorrectionEffort:
             from scratch (``EFFORT_MODEL.object_seconds``, 2.4 s, Bearman et al. 2016's time to click on an
             object).
         false_alarm_seconds: to check a highlighted area that needs no fix. ASSUMPTION: as a flagged find.
-        tolerance_px: a region within this many pixels of the true boundary is left as it is. ASSUMPTION:
-            one pixel, below the inter-observer variability of manual outlines.
+        tolerance_px: a region within this many pixels of the true boundary, and a stretch of the true outline
+            within this many pixels of the predicted outline, are left as they are. ASSUMPTION: one pixel, below
+            the inter-observer variability of manual outlines.
         flag_threshold: error probability at which a pixel is shown as probably wrong.
         flag_fraction: fraction of a region's pixels that must be shown for the region to count as flagged.
         mask: the from-scratch outline costs (object and vertex seconds, pixels per vertex).
@@ -167,20 +171,34 @@ def scratch_seconds(
     return full_mask_seconds(target, spacing=spacing, model=effort.mask)
 
 
-def _true_boundary_px(region: np.ndarray, inside: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """Length (pixels of the finer axis) of the pixel edges on the true boundary that touch ``region``."""
+def _off_outline_px(
+    inside: np.ndarray, predicted: np.ndarray, tolerance_px: float, spacing: tuple[float, float, float]
+) -> float:
+    """Length (pixels of the finer axis) of the true outline farther than ``tolerance_px`` from the predicted one.
+
+    The outline is the pixel edges between ``inside`` and the rest (outside the image: not inside). An edge
+    whose two pixels the prediction puts on different sides lies on the predicted outline (offset 0); else its
+    offset is the smaller distance of its two pixels to the other side of the predicted boundary.
+    """
     row_mm, col_mm, finest = spacing
-    r, t = np.pad(region, 1), np.pad(inside, 1)  # outside the image: not in the class
-    across_rows = int(np.count_nonzero((r[1:, :] | r[:-1, :]) & (t[1:, :] != t[:-1, :])))
-    across_cols = int(np.count_nonzero((r[:, 1:] | r[:, :-1]) & (t[:, 1:] != t[:, :-1])))
-    return (across_rows * col_mm + across_cols * row_mm) * math.pi / 4 / finest
+    truth, guess = np.pad(inside, 1), np.pad(predicted, 1)
+    depth = _distance_to_boundary(guess)
+    lengths = []
+    for a, b in ((np.s_[1:, :], np.s_[:-1, :]), (np.s_[:, 1:], np.s_[:, :-1])):  # edges across rows, then columns
+        offset = np.where(guess[a] != guess[b], 0.0, np.minimum(depth[a], depth[b]))
+        lengths.append(int(np.count_nonzero((truth[a] != truth[b]) & (offset > tolerance_px))))
+    return (lengths[0] * col_mm + lengths[1] * row_mm) * math.pi / 4 / finest
 
 
 def _distance_to_boundary(inside: np.ndarray) -> np.ndarray:
-    """Per pixel, the distance (pixels) to the nearest pixel on the other side of the class boundary."""
+    """Per pixel, the chessboard distance (pixels) to the nearest pixel on the other side of the class boundary.
+
+    Chessboard, so a diagonal neighbour is one pixel away and a one-pixel shift of a curved outline is one pixel
+    everywhere (the Euclidean distance would make it up to 1.4 pixels on diagonal stretches).
+    """
     far = np.full(inside.shape, np.inf)
-    to_outside = ndimage.distance_transform_edt(inside) if (~inside).any() else far
-    to_inside = ndimage.distance_transform_edt(~inside) if inside.any() else far
+    to_outside = ndimage.distance_transform_cdt(inside, metric="chessboard") if (~inside).any() else far
+    to_inside = ndimage.distance_transform_cdt(~inside, metric="chessboard") if inside.any() else far
     return np.where(inside, to_outside, to_inside)
 
 
@@ -237,7 +255,7 @@ def correction_cost(
             regions += 1
             to_fix |= region
             flagged += int(shown[region].mean() >= effort.flag_fraction)
-            redraw_px += _true_boundary_px(region, inside, pixel)
+        redraw_px += _off_outline_px(inside, prediction == c, effort.tolerance_px, pixel)
     alarms = 0
     if error is not None and shown.any():
         areas, count = ndimage.label(shown, structure=_EIGHT)
