@@ -27,6 +27,7 @@ from torch import nn
 
 from frugalseg.data.case import IGNORE
 from frugalseg.models.unet import ConvBlock
+from frugalseg.optim import optimiser_step
 
 __all__ = [
     "TagClassifier",
@@ -133,7 +134,7 @@ def train_tag_classifier(
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
     classifier.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         for step in range(steps):
             index = order[step * batch_size : (step + 1) * batch_size]
@@ -144,10 +145,7 @@ def train_tag_classifier(
                 batch = torch.cat([batch, tile_shuffle(batch, generator=generator)])
                 target = torch.cat([target, torch.zeros_like(target)])
             loss = F.binary_cross_entropy_with_logits(classifier(batch.to(device)), target.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            optimiser_step(loss, optimizer, scheduler, what="tag-classifier training", step=epoch * steps + step)
     return classifier.cpu().eval()
 
 
