@@ -170,3 +170,30 @@ def test_sqa_loss_uses_custom_segmentation_loss_and_error_weight() -> None:
     assert terms.total.item() == pytest.approx(3.0 * math.log(2))
     with pytest.raises(ValueError):
         sqa_loss(output, target, num_classes=3)
+
+
+def test_error_fraction_of_the_loss_counts_wrong_labelled_pixels() -> None:
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[0, 1, 0, :] = 1.0  # predicts class 1 on the top row, class 0 below
+    target = torch.tensor([[[1, 0], [1, IGNORE]]])  # wrong at (0, 1) and (1, 0); (1, 1) unlabelled
+    output = SQAOutput(logits, torch.zeros(1, 1, 2, 2))
+    assert float(sqa_loss(output, target, num_classes=2).error_fraction) == pytest.approx(2 / 3)
+
+
+def test_recorded_error_prevalence_sets_the_prior_shift() -> None:
+    model = SQANet(in_channels=1, num_classes=2, channels=(4, 8))
+    assert math.isnan(float(model.error_prevalence)) and model.error_prior_shift() == 0.0
+    model.record_error_prevalence(0.2)
+    model.record_error_prevalence(0.0, momentum=0.5)
+    assert float(model.error_prevalence) == pytest.approx(0.1)
+    assert model.error_prior_shift() == pytest.approx(math.log(0.1 / 0.9))
+    with pytest.raises(ValueError, match="error fraction"):
+        model.record_error_prevalence(float("nan"))
+    saved = model.state_dict()
+    assert float(saved["error_prevalence"]) == pytest.approx(0.1)
+    restored = SQANet(in_channels=1, num_classes=2, channels=(4, 8))
+    restored.load_state_dict(saved)
+    assert restored.error_prior_shift() == pytest.approx(model.error_prior_shift())
+    legacy = {k: v for k, v in saved.items() if k != "error_prevalence"}  # weights saved before the buffer
+    restored.load_state_dict(legacy)
+    assert restored.error_prior_shift() == 0.0

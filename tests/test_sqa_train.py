@@ -17,6 +17,7 @@ from conftest import disc_case
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import bench_al, evaluate_sqa, run_al
+from frugalseg.engine.al_report import _first_reaching
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
 from frugalseg.engine.sqa_train import fine_tune_sqa, predict_with_quality
@@ -121,7 +122,8 @@ def test_predict_with_quality_maps_scores_and_features() -> None:
     with torch.no_grad():
         output = network(x)
     probs = torch.softmax(output.logits, dim=1)
-    expected = predicted_dice(probs.argmax(1), torch.sigmoid(output.error_logits), num_classes=3, probabilities=probs)
+    error = torch.sigmoid(output.error_logits + network.error_prior_shift())  # calibrated by default
+    expected = predicted_dice(probs.argmax(1), error, num_classes=3, probabilities=probs)
     np.testing.assert_allclose(predictions[0].predicted_dice, expected[0].numpy(), rtol=1e-5, atol=1e-6)
     light = predict_with_quality(network, cases, size=32, keep_maps=False)
     assert light[0].label is None and light[0].features is None
@@ -130,12 +132,15 @@ def test_predict_with_quality_maps_scores_and_features() -> None:
 
 def test_error_prevalence_shift() -> None:
     network = _train(_discs(4))
+    prevalence = float(network.error_prevalence)
+    assert 0.0 < prevalence < 1.0 and prevalence != 0.5  # recorded in training
     cases = _discs(2)
-    plain = predict_with_quality(network, cases, size=32, keep_maps=False)
-    half = predict_with_quality(network, cases, size=32, keep_maps=False, error_prevalence=0.5)
-    rare = predict_with_quality(network, cases, size=32, keep_maps=False, error_prevalence=0.05)
-    assert [p.error_fraction for p in half] == pytest.approx([p.error_fraction for p in plain])
-    assert all(r.error_fraction < p.error_fraction for r, p in zip(rare, plain, strict=True))
+    default = predict_with_quality(network, cases, size=32, keep_maps=False)
+    recorded = predict_with_quality(network, cases, size=32, keep_maps=False, error_prevalence=prevalence)
+    raw = predict_with_quality(network, cases, size=32, keep_maps=False, error_prevalence=0.5)
+    assert [p.quality for p in default] == pytest.approx([p.quality for p in recorded])
+    # the calibrated map moves away from the 50/50 reading towards the recorded prevalence
+    assert all((d.error_fraction < r.error_fraction) == (prevalence < 0.5) for d, r in zip(default, raw, strict=True))
     with pytest.raises(ValueError, match="error_prevalence"):
         predict_with_quality(network, cases, size=32, error_prevalence=1.0)
 
@@ -259,5 +264,22 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
     assert sqa["fraction_of_full_at_10pct"] == (pytest.approx(expected) if expected is not None else None)
     assert set(saved["quality"]) >= {"pearson", "spearman"}
     assert set(saved["effort"]["strategies"]["sqa"]) >= {"assisted_seconds", "scratch_seconds", "ratio"}
+    assert saved["effort"]["pool_scratch_seconds"] > saved["effort"]["strategies"]["sqa"]["scratch_seconds"]
+    reached = saved["effort"]["strategies"]["sqa"]["to_99pct_of_full"]
+    if reached is not None:
+        assert reached["of_pool_scratch_seconds"] == pytest.approx(
+            reached["assisted_seconds"] / saved["effort"]["pool_scratch_seconds"]
+        )
     assert json_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["num_pool"] == 18 and report["num_test"] == 6
+
+
+def test_effort_to_reach_a_dice_is_interpolated_between_rounds() -> None:
+    curve = [
+        {"fraction": 0.02, "dice_mean": 0.90, "effort_seconds": 100.0},
+        {"fraction": 0.04, "dice_mean": 0.94, "effort_seconds": 150.0},
+        {"fraction": 0.06, "dice_mean": 0.93, "effort_seconds": 190.0},
+    ]
+    assert _first_reaching(curve, 0.93) == pytest.approx((0.035, 137.5))  # first crossing, not the later dip
+    assert _first_reaching(curve, 0.85) == pytest.approx((0.02, 100.0))
+    assert _first_reaching(curve, 0.95) is None

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from frugalseg.active.expert import CORRECTION_EFFORT, ModelPrediction, SimulatedExpert
+from frugalseg.active.expert import CORRECTION_EFFORT, ModelPrediction, SimulatedExpert, scratch_seconds
 from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
 from frugalseg.data.case import Case, Dataset
@@ -311,7 +311,12 @@ def bench_al(
     full = [_full_reference(pool, test, pool_dataset, seed=s, out=runs / "full", options=options) for s in seed_list]
     full_dice = float(np.mean([f["dice_mean"] for f in full]))
     report_strategies: dict[str, Any] = {}
-    effort: dict[str, Any] = {"model": CORRECTION_EFFORT.to_dict(), "strategies": {}}
+    pool_scratch = float(sum(scratch_seconds(c.label, spacing=c.spacing) for c in pool if c.label is not None))
+    effort: dict[str, Any] = {
+        "model": CORRECTION_EFFORT.to_dict(),
+        "pool_scratch_seconds": pool_scratch,
+        "strategies": {},
+    }
     for name in strategies:
         results = []
         for s in seed_list:
@@ -338,7 +343,9 @@ def bench_al(
                     progress=lambda r: log(f"  {r['num_labelled']} labelled: Dice {r['metrics']['dice_mean']:.4f}"),
                 )
             )
-        report_strategies[name], effort["strategies"][name] = summarise_strategy(results, full_dice)
+        report_strategies[name], effort["strategies"][name] = summarise_strategy(
+            results, full_dice, pool_scratch_seconds=pool_scratch
+        )
     quality = {key: mean_defined([f["quality"].get(key) for f in full]) for key in ("pearson", "spearman", "mae")}
     report = {
         "benchmark": "active_learning",

@@ -33,19 +33,42 @@ def _at_fraction(curve: list[dict[str, Any]], fraction: float) -> float | None:
     return float(np.interp(fraction, xs, ys))
 
 
+def _first_reaching(curve: list[dict[str, Any]], dice: float) -> tuple[float, float] | None:
+    """``(fraction labelled, cumulative effort seconds)`` where the mean curve first reaches ``dice``.
+
+    Linear between rounds; ``None`` when the curve never reaches it.
+    """
+    previous = None
+    for point in curve:
+        if point["dice_mean"] >= dice:
+            if previous is None:
+                return point["fraction"], point["effort_seconds"]
+            t = (dice - previous["dice_mean"]) / (point["dice_mean"] - previous["dice_mean"])
+            fraction = previous["fraction"] + t * (point["fraction"] - previous["fraction"])
+            seconds = previous["effort_seconds"] + t * (point["effort_seconds"] - previous["effort_seconds"])
+            return float(fraction), float(seconds)
+        previous = point
+    return None
+
+
 def spread(values: Sequence[float]) -> float:
     """Sample standard deviation (``ddof=1``) of the values over seeds; 0 for a single seed."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def summarise_strategy(results: list[ALResult], full_dice: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def summarise_strategy(
+    results: list[ALResult], full_dice: float, *, pool_scratch_seconds: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Curve and effort summary of one strategy over its seeds (rounds aligned by index).
 
     Curve points: mean fraction labelled, mean and spread (:func:`spread`) of the test Dice over seeds, mean
     cumulative effort. ``fraction_of_full_at_10pct``: the mean Dice at 10 % labelled (linear between rounds;
     ``None`` when the curve does not span 10 %) over ``full_dice``. Effort: mean over seeds of the seconds
     charged for all acquisitions and of drawing the same images from scratch, with and without the cold
-    start (which is always drawn from scratch).
+    start (which is always drawn from scratch); and ``to_99pct_of_full``, the fraction labelled and the
+    cumulative seconds at which the mean curve first reaches 99 % of ``full_dice`` (linear between rounds;
+    ``None`` if it never does), also as a fraction of ``pool_scratch_seconds`` (drawing the whole pool from
+    scratch: the fully supervised route).
 
     Returns:
         ``(strategy summary, effort summary)``.
@@ -80,6 +103,14 @@ def summarise_strategy(results: list[ALResult], full_dice: float) -> tuple[dict[
         effort[f"assisted_seconds{label}"] = seconds
         effort[f"scratch_seconds{label}"] = scratch
         effort[f"ratio{label}"] = seconds / scratch if scratch > 0 else None
+    reached = _first_reaching(curve, 0.99 * full_dice)
+    effort["to_99pct_of_full"] = None
+    if reached is not None and pool_scratch_seconds > 0:
+        effort["to_99pct_of_full"] = {
+            "fraction": reached[0],
+            "assisted_seconds": reached[1],
+            "of_pool_scratch_seconds": reached[1] / pool_scratch_seconds,
+        }
     return summary, effort
 
 

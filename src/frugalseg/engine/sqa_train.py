@@ -132,6 +132,7 @@ def fine_tune_sqa(
                 network(x.to(device)), target.to(device), num_classes=num_classes, error_weight=error_weight
             )
             total = optimiser_step(terms.total, optimizer, scheduler, what="SQA training", step=step)
+            network.record_error_prevalence(float(terms.error_fraction))
             if progress is not None:
                 progress(
                     {
@@ -202,8 +203,10 @@ def predict_with_quality(
         keep_maps: return the label, probability and error maps at each image's size (memory: keep off
             when scoring a large pool).
         features: return encoder features for core-set selection.
-        error_prevalence: fraction of wrong pixels the error head was trained on, to undo the class
-            balancing's 50/50 prior by shifting its logits by ``log(pi / (1 - pi))`` (``None``: as is).
+        error_prevalence: fraction ``pi`` of wrong pixels the error head was trained on: its logits are
+            shifted by ``log(pi / (1 - pi))`` to undo the class balancing's 50/50 prior. ``None`` uses the
+            prevalence the network recorded in training (:meth:`~frugalseg.models.sqa.SQANet.error_prior_shift`;
+            no shift if it has none); 0.5 reads the error head as it is.
         batch_size: images per forward pass.
         seed: seeds the MC-dropout masks (the global random state is left as it was).
 
@@ -212,7 +215,7 @@ def predict_with_quality(
     """
     if mc_samples < 0 or batch_size < 1:
         raise ValueError(f"expected mc_samples >= 0 and batch_size >= 1, got {mc_samples} and {batch_size}")
-    shift = 0.0
+    shift = network.error_prior_shift()
     if error_prevalence is not None:
         if not 0.0 < error_prevalence < 1.0:
             raise ValueError(f"error_prevalence must lie in (0, 1), got {error_prevalence}")

@@ -15,12 +15,19 @@ must learn to read the segmentation, not reshape it into something easier to gra
 distort its calibration). The decoder features are shared and *not* detached, so the error task also
 shapes the representation (the two branches are trained jointly, as in the paper). Set
 ``detach_probabilities=False`` to let the error loss reach the segmentation logits too.
+
+Calibration: the error head is trained with class-balanced BCE, so it estimates the error posterior under
+a 50/50 prior. The network keeps, as the buffer ``error_prevalence`` (saved with its weights), the fraction
+of wrong pixels it was trained on (:meth:`SQANet.record_error_prevalence`, a running mean over training
+steps); :meth:`SQANet.error_prior_shift` is the logit shift ``log(pi / (1 - pi))`` that restores that prior
+(Bayes' prior correction, Saerens et al., Neural Computation 2002; Elkan, IJCAI 2001).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -66,6 +73,8 @@ class SQANet(nn.Module):
         any ``H, W`` (padded internally to a multiple of ``2 ** (len(channels) - 1)``).
     """
 
+    error_prevalence: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -86,6 +95,35 @@ class SQANet(nn.Module):
         width = self.channels[0]
         self.attention = ProbabilityAttention(num_classes, width, reduced_size=reduced_size)
         self.error_head = nn.Sequential(ConvBlock(width, width, dropout=dropout), nn.Conv2d(width, 1, 1))
+        self.register_buffer("error_prevalence", torch.tensor(math.nan))
+
+    def record_error_prevalence(self, fraction: float, *, momentum: float = 0.95) -> None:
+        """Fold one training step's fraction of wrong pixels into the running mean ``error_prevalence``.
+
+        The first value is taken as it is; later ones as ``m * running + (1 - m) * fraction``, so the mean
+        follows the error rate of the last few dozen steps (the network as trained, not as initialised).
+        """
+        if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+            raise ValueError(f"error fraction must lie in [0, 1], got {fraction}")
+        running = float(self.error_prevalence)
+        self.error_prevalence.fill_(fraction if math.isnan(running) else momentum * running + (1 - momentum) * fraction)
+
+    def error_prior_shift(self) -> float:
+        """Logit shift ``log(pi / (1 - pi))`` from the balanced prior to the trained error prevalence ``pi``.
+
+        ``pi`` is clipped to ``[1e-4, 1 - 1e-4]``; 0 (no shift) for a network never trained through
+        :meth:`record_error_prevalence`.
+        """
+        prevalence = float(self.error_prevalence)
+        if math.isnan(prevalence):
+            return 0.0
+        prevalence = min(max(prevalence, 1e-4), 1 - 1e-4)
+        return math.log(prevalence / (1 - prevalence))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # weights saved before the prevalence was recorded load as "unknown" (no calibration shift)
+        state_dict.setdefault(prefix + "error_prevalence", torch.tensor(math.nan))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: torch.Tensor) -> SQAOutput:
         height, width = x.shape[-2:]

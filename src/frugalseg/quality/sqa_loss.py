@@ -16,11 +16,16 @@ __all__ = ["SQALoss", "SQALossTerms", "sqa_loss"]
 
 
 class SQALossTerms(NamedTuple):
-    """The terms of :func:`sqa_loss`: call ``.total.backward()``; log the other two."""
+    """The terms of :func:`sqa_loss`: call ``.total.backward()``; log the others.
+
+    ``error_fraction`` is the fraction of labelled pixels the segmentation got wrong (the error target's
+    prevalence, detached), which :meth:`~frugalseg.models.sqa.SQANet.record_error_prevalence` keeps.
+    """
 
     total: torch.Tensor
     segmentation: torch.Tensor
     error: torch.Tensor
+    error_fraction: torch.Tensor
 
 
 def sqa_loss(
@@ -54,7 +59,8 @@ def sqa_loss(
     segmentation = (seg_loss_fn or dice_ce_loss)(logits, target)
     errors, valid_mask = error_target(logits, target)
     error = class_balanced_bce(error_logits, errors, valid_mask=valid_mask)
-    return SQALossTerms(segmentation + error_weight * error, segmentation, error)
+    fraction = errors[valid_mask].mean() if bool(valid_mask.any()) else errors.new_zeros(())
+    return SQALossTerms(segmentation + error_weight * error, segmentation, error, fraction)
 
 
 class SQALoss(nn.Module):
