@@ -28,7 +28,7 @@ from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, s
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 from frugalseg.models import create_model
-from frugalseg.models.sqa import SQANet, enable_mc_dropout
+from frugalseg.models.sqa import SQANet, enable_mc_dropout, prior_logit_shift
 from frugalseg.optim import one_cycle, optimiser_step
 from frugalseg.quality import (
     calibration_report,
@@ -215,11 +215,7 @@ def predict_with_quality(
     """
     if mc_samples < 0 or batch_size < 1:
         raise ValueError(f"expected mc_samples >= 0 and batch_size >= 1, got {mc_samples} and {batch_size}")
-    shift = network.error_prior_shift()
-    if error_prevalence is not None:
-        if not 0.0 < error_prevalence < 1.0:
-            raise ValueError(f"error_prevalence must lie in (0, 1), got {error_prevalence}")
-        shift = math.log(error_prevalence / (1.0 - error_prevalence))
+    shift = network.error_prior_shift() if error_prevalence is None else prior_logit_shift(error_prevalence)
     network.eval()
     device = next(network.parameters()).device
     in_channels = _in_channels(network)

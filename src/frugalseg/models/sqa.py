@@ -40,7 +40,19 @@ __all__ = [
     "SQANet",
     "SQAOutput",
     "enable_mc_dropout",
+    "prior_logit_shift",
 ]
+
+
+def prior_logit_shift(prevalence: float) -> float:
+    """Logit shift ``log(pi / (1 - pi))`` that moves a posterior from a 50/50 prior to the prior ``pi``.
+
+    Raises:
+        ValueError: ``prevalence`` outside ``(0, 1)``.
+    """
+    if not 0.0 < prevalence < 1.0:
+        raise ValueError(f"error_prevalence must lie in (0, 1), got {prevalence}")
+    return math.log(prevalence / (1.0 - prevalence))
 
 
 class SQAOutput(NamedTuple):
@@ -115,10 +127,7 @@ class SQANet(nn.Module):
         :meth:`record_error_prevalence`.
         """
         prevalence = float(self.error_prevalence)
-        if math.isnan(prevalence):
-            return 0.0
-        prevalence = min(max(prevalence, 1e-4), 1 - 1e-4)
-        return math.log(prevalence / (1 - prevalence))
+        return 0.0 if math.isnan(prevalence) else prior_logit_shift(min(max(prevalence, 1e-4), 1 - 1e-4))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # weights saved before the prevalence was recorded load as "unknown" (no calibration shift)

@@ -25,9 +25,9 @@ expected counts, not the expected ratio; the two agree closely once an object sp
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from frugalseg.models.sqa import prior_logit_shift
 
 __all__ = ["image_quality_score", "predicted_dice", "predicted_error_fraction", "quality_from_logits"]
 
@@ -150,9 +150,7 @@ def quality_from_logits(
         raise ValueError(f"expected logits of shape (B, C, H, W), got {tuple(logits.shape)}")
     error_logits = error_logits.detach().float()
     if error_prevalence is not None:
-        if not 0.0 < error_prevalence < 1.0:
-            raise ValueError(f"error_prevalence must lie in (0, 1), got {error_prevalence}")
-        error_logits = error_logits + math.log(error_prevalence / (1.0 - error_prevalence))
+        error_logits = error_logits + prior_logit_shift(error_prevalence)
     probabilities = torch.softmax(logits.detach().float(), dim=1)
     return image_quality_score(
         probabilities.argmax(dim=1),

@@ -59,7 +59,7 @@ def sqa_loss(
     segmentation = (seg_loss_fn or dice_ce_loss)(logits, target)
     errors, valid_mask = error_target(logits, target)
     error = class_balanced_bce(error_logits, errors, valid_mask=valid_mask)
-    fraction = errors[valid_mask].mean() if bool(valid_mask.any()) else errors.new_zeros(())
+    fraction = errors.sum() / valid_mask.sum().clamp_min(1)  # errors are 0 at unlabelled pixels
     return SQALossTerms(segmentation + error_weight * error, segmentation, error, fraction)
 
 
