@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny datasets built in code, and the location of the real data."""
+"""Shared fixtures: tiny datasets built in code, a promptable-segmenter stub, and the location of the real data."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.config import TrainConfig
+from frugalseg.foundation import Embedding, MaskPrediction, Prompts
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -59,3 +60,37 @@ def disc_dataset() -> Dataset:
         source_format="test",
         root="discs",
     )
+
+
+class StubSegmenter:
+    """A promptable segmenter whose masks are known: the prompt's box (``follow_box``) or a fixed disc.
+
+    Scores are ``score``; logits are +1 inside the mask and -1 outside.
+    """
+
+    model_id = "stub"
+    weights_sha256 = "0" * 64
+
+    def __init__(self, *, follow_box: bool, score: float = 0.9) -> None:
+        self.follow_box = follow_box
+        self.score = score
+        self.encoded = 0
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        self.encoded += 1
+        size = (int(image.shape[0]), int(image.shape[1]))
+        return Embedding(features=torch.zeros(1, 1, 1, 1), original_size=size, resized_size=size, model_id="stub")
+
+    def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
+        height, width = embedding.original_size
+        rows, cols = np.mgrid[:height, :width]
+        masks = []
+        for index in range(prompts.num_objects):
+            if self.follow_box and prompts.boxes is not None:
+                x0, y0, x1, y1 = np.round(prompts.boxes[index]).astype(int)
+                masks.append((cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1))
+            else:
+                masks.append(np.hypot(rows - height / 2, cols - width / 2) < min(height, width) / 4)
+        mask = torch.from_numpy(np.stack(masks))
+        logits = torch.where(mask, 1.0, -1.0)
+        return MaskPrediction(masks=mask, scores=torch.full((len(masks),), self.score), logits=logits)

@@ -117,6 +117,17 @@ def test_one_pixel_shift_is_tolerated_but_three_are_not() -> None:
     assert correction_cost(one, truth, effort=strict).regions == 2
 
 
+def test_tolerance_grows_with_the_object() -> None:
+    # a disc of diameter 200 px: 2.5% of it is 5 px, so an outline 3 px inside is accepted, 7 px inside is not
+    truth = _disc(size=240, radius=100)
+    assert correction_cost(_disc(size=240, radius=97), truth).seconds == REVIEW
+    assert correction_cost(_disc(size=240, radius=93), truth).regions == 1
+    pixel_floor_only = dataclasses.replace(CORRECTION_EFFORT, tolerance_fraction=0.0)
+    assert correction_cost(_disc(size=240, radius=97), truth, effort=pixel_floor_only).regions == 1
+    with pytest.raises(ValueError, match="tolerance_fraction"):
+        CorrectionEffort(tolerance_fraction=0.6)
+
+
 def test_only_the_wrong_stretch_of_outline_is_redrawn() -> None:
     truth = _disc(radius=14)
     prediction = _disc(radius=13)  # 1 px inside the truth all round: tolerated

@@ -305,6 +305,16 @@ def test_scribbles_lie_on_their_class_and_cover_a_small_part() -> None:
     assert ring_only.classes() == (2,)
 
 
+def test_background_is_scribbled_beside_the_objects_and_far_from_them() -> None:
+    label = np.zeros((160, 160), dtype=np.uint8)
+    label[70:90, 70:90] = 1
+    distance = ndimage.distance_transform_edt(label == 0)
+    background = simulate_scribbles(label, rng=0, erosion=3, background_ring=10).label == 0
+    assert background[(distance > 3) & (distance <= 13)].any()  # the ring hugging the object
+    assert background[distance > 30].any()  # the rest of the image, as ACDC's background strokes
+    assert not background[distance <= 3].any()
+
+
 def test_simulate_dispatch_errors() -> None:
     label = scene()
     with pytest.raises(ValueError, match="kind"):

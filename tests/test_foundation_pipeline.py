@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import StubSegmenter
 from frugalseg.annotations import Boxes, Point, Points, Scribbles, Tags
 from frugalseg.data.case import IGNORE, Box, Case, Dataset
 from frugalseg.data.images import read_mask
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.foundation_bench import bench_foundation
 from frugalseg.errors import InputError
-from frugalseg.foundation import Embedding, LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
+from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction
 from frugalseg.foundation import litemedsam as litemedsam_module
 from frugalseg.foundation.finetune import (
     FinetuneConfig,
@@ -56,40 +57,6 @@ from frugalseg.foundation.tiny_vit_fast import encode_fast
 H, W = 40, 60
 
 # ------------------------------------------------------------------------------------------------ stubs
-
-
-class StubSegmenter:
-    """A promptable segmenter whose masks are known: the prompt's box (``follow_box``) or a fixed disc.
-
-    Scores are ``score``; logits are +1 inside the mask and -1 outside.
-    """
-
-    model_id = "stub"
-    weights_sha256 = "0" * 64
-
-    def __init__(self, *, follow_box: bool, score: float = 0.9) -> None:
-        self.follow_box = follow_box
-        self.score = score
-        self.encoded = 0
-
-    def encode(self, image: np.ndarray) -> Embedding:
-        self.encoded += 1
-        size = (int(image.shape[0]), int(image.shape[1]))
-        return Embedding(features=torch.zeros(1, 1, 1, 1), original_size=size, resized_size=size, model_id="stub")
-
-    def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
-        height, width = embedding.original_size
-        rows, cols = np.mgrid[:height, :width]
-        masks = []
-        for index in range(prompts.num_objects):
-            if self.follow_box and prompts.boxes is not None:
-                x0, y0, x1, y1 = np.round(prompts.boxes[index]).astype(int)
-                masks.append((cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1))
-            else:
-                masks.append(np.hypot(rows - height / 2, cols - width / 2) < min(height, width) / 4)
-        mask = torch.from_numpy(np.stack(masks))
-        logits = torch.where(mask, 1.0, -1.0)
-        return MaskPrediction(masks=mask, scores=torch.full((len(masks),), self.score), logits=logits)
 
 
 def prediction_from(masks: np.ndarray, logits: np.ndarray | None = None) -> MaskPrediction:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY
+from conftest import TINY, StubSegmenter
 from frugalseg.annotations import Boxes, Point, Points, Scribbles, write_annotations_json
 from frugalseg.data.case import IGNORE, Box, Dataset
 from frugalseg.engine.config import load_config
@@ -171,6 +171,31 @@ def test_build_targets_for_each_pseudo_label_method(disc_dataset: Dataset) -> No
         accuracy = float((targets.label[known] == truth[known]).float().mean())
         assert accuracy > 0.85, (kind, method, accuracy)
         assert torch.all(targets.weight[~known] == 0)
+
+
+def test_foundation_pseudo_masks_from_boxes(tmp_path: Path, disc_dataset: Dataset) -> None:
+    cases = disc_dataset.cases[:4]
+    images = torch.stack([image_to_tensor(c.image, size=32, in_channels=1) for c in cases])
+    weak = WeakConfig(labels="boxes", method="litemedsam")
+    assert weak.uses_pseudo_labels
+    annotations = weak_annotations(cases, weak, num_classes=3, seed=0)
+    stub = StubSegmenter(follow_box=True)  # segments each box exactly
+    targets = build_weak_targets(cases, annotations, images, weak=weak, num_classes=3, segmenter=stub)
+    assert stub.encoded == len(cases)
+    for i, case in enumerate(cases):
+        filled = np.zeros(case.shape, dtype=np.uint8)
+        for box in reversed(annotations[case.case_id].boxes):  # type: ignore[union-attr]
+            filled[int(box.ymin) : int(box.ymax), int(box.xmin) : int(box.xmax)] = box.label  # first box wins ties
+        expected = F.interpolate(torch.from_numpy(filled)[None, None].float(), size=(32, 32), mode="nearest")
+        agreement = float((targets.label[i] == expected[0, 0].long()).float().mean())
+        assert agreement > 0.9, (case.case_id, agreement)
+    unsure = StubSegmenter(follow_box=True, score=0.1)  # every object below the confidence floor: unlabelled
+    dropped = build_weak_targets(cases, annotations, images, weak=weak, num_classes=3, segmenter=unsure)
+    assert torch.all((dropped.label == IGNORE) | (dropped.label == 0)) and (dropped.label == IGNORE).any()
+    assert torch.all(dropped.weight[dropped.label == IGNORE] == 0)
+    dataset = dataclasses.replace(disc_dataset, cases=disc_dataset.cases[:8])
+    result = train_weak(dataset, TINY, weak, tmp_path / "run", segmenter=stub)
+    assert result.epochs_run == 2 and SegmentationModel.load(tmp_path / "run").num_classes == 3
 
 
 def test_simulated_annotations_replay_by_seed_and_read_from_files(tmp_path: Path, disc_dataset: Dataset) -> None:

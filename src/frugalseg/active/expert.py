@@ -15,9 +15,12 @@ its boundary (proportional to the full boundary length).
 * **Regions to fix**: for each foreground class ``c``, the 8-connected components of the pixels where
   ``(y == c) != (t == c)`` (``IGNORE`` pixels of ``t`` excluded) — pixels to add to or remove from class
   ``c``, class by class as the from-scratch cost counts outlines class by class. A region lying wholly within
-  ``tolerance_px`` of the true boundary of ``c`` is accepted as it is (inter-observer variability), so a
-  prediction off by a pixel costs nothing to fix.
-* **redraw**: the stretches of the true outline of ``c`` that lie farther than ``tolerance_px`` from the
+  the tolerance of the true boundary of ``c`` is accepted as it is (inter-observer variability), so a
+  prediction off by less than two experts disagree costs nothing to fix.
+* **Tolerance** of class ``c``: ``max(tolerance_px, tolerance_fraction * D)`` pixels, ``D`` the equivalent
+  diameter ``2 sqrt(A / pi)`` of its mean object area ``A``: outline placement varies between experts in
+  proportion to the object's size, so the same rule holds for a 20-pixel lumen and a 500-pixel fetal head.
+* **redraw**: the stretches of the true outline of ``c`` that lie farther than the tolerance from the
   predicted outline of ``c`` (pixel edges between ``c`` and the rest, the image border counting as outside
   ``c``; each edge's offset is the distance from it to the nearest predicted boundary; measured as
   :func:`~frugalseg.annotations.effort.boundary_length` measures, in pixels of the finer axis), charged at the
@@ -88,9 +91,14 @@ class CorrectionEffort:
             from scratch (``EFFORT_MODEL.object_seconds``, 2.4 s, Bearman et al. 2016's time to click on an
             object).
         false_alarm_seconds: to check a highlighted area that needs no fix. ASSUMPTION: as a flagged find.
-        tolerance_px: a region within this many pixels of the true boundary, and a stretch of the true outline
-            within this many pixels of the predicted outline, are left as they are. ASSUMPTION: one pixel, below
-            the inter-observer variability of manual outlines.
+        tolerance_px: a region within the tolerance of the true boundary, and a stretch of the true outline
+            within the tolerance of the predicted outline, are left as they are; this is the tolerance's floor
+            in pixels. ASSUMPTION: one pixel, below the inter-observer variability of manual outlines.
+        tolerance_fraction: the tolerance as a fraction of the object's equivalent diameter (when that is
+            larger than ``tolerance_px``). 0.025: half the inter-observer 95% limits of agreement of fetal head
+            diameters, below 5% (Napolitano et al., "Scientific basis for standardization of fetal head
+            measurements by ultrasound: a reproducibility study", Ultrasound Obstet Gynecol 2016), halved
+            because a diameter spans two outline points. 0 keeps the pixel floor alone.
         flag_threshold: error probability at which a pixel is shown as probably wrong.
         flag_fraction: fraction of a region's pixels that must be shown for the region to count as flagged.
         mask: the from-scratch outline costs (object and vertex seconds, pixels per vertex).
@@ -101,6 +109,7 @@ class CorrectionEffort:
     unflagged_find_seconds: float = EFFORT_MODEL.object_seconds
     false_alarm_seconds: float = 1.0
     tolerance_px: float = 1.0
+    tolerance_fraction: float = 0.025
     flag_threshold: float = 0.5
     flag_fraction: float = 0.5
     mask: EffortModel = EFFORT_MODEL
@@ -110,6 +119,8 @@ class CorrectionEffort:
             value = getattr(self, field.name)
             if field.name != "mask" and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"CorrectionEffort.{field.name}={value}: expected a finite number >= 0")
+        if self.tolerance_fraction >= 0.5:
+            raise ValueError(f"CorrectionEffort.tolerance_fraction={self.tolerance_fraction}: expected < 0.5")
         for name in ("flag_threshold", "flag_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"CorrectionEffort.{name}={getattr(self, name)}: expected a number in (0, 1]")
@@ -158,6 +169,15 @@ def _finest(spacing: Sequence[float] | None) -> tuple[float, float, float]:
     if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
         raise ValueError(f"spacing={spacing}: expected two finite numbers > 0 (row_mm, col_mm)")
     return row, col, min(row, col)
+
+
+def _tolerance_px(inside: np.ndarray, effort: CorrectionEffort) -> float:
+    """The tolerance for one class's true region: ``max(tolerance_px, tolerance_fraction * D)`` (module docstring)."""
+    if not effort.tolerance_fraction:
+        return effort.tolerance_px
+    _, objects = ndimage.label(inside, structure=_EIGHT)
+    diameter = 2.0 * math.sqrt(np.count_nonzero(inside) / max(objects, 1) / math.pi)
+    return max(effort.tolerance_px, effort.tolerance_fraction * diameter)
 
 
 def scratch_seconds(
@@ -248,14 +268,15 @@ def correction_cost(
         if not wrong.any():
             continue
         components, count = ndimage.label(wrong, structure=_EIGHT)
+        tolerance = _tolerance_px(inside, effort)
         depth = _distance_to_boundary(inside)
         deepest = ndimage.maximum(depth, components, index=np.arange(1, count + 1))
-        for index in np.flatnonzero(np.asarray(deepest) > effort.tolerance_px) + 1:
+        for index in np.flatnonzero(np.asarray(deepest) > tolerance) + 1:
             region = components == index
             regions += 1
             to_fix |= region
             flagged += int(shown[region].mean() >= effort.flag_fraction)
-        redraw_px += _off_outline_px(inside, prediction == c, effort.tolerance_px, pixel)
+        redraw_px += _off_outline_px(inside, prediction == c, tolerance, pixel)
     alarms = 0
     if error is not None and shown.any():
         areas, count = ndimage.label(shown, structure=_EIGHT)

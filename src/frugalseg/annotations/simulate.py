@@ -14,7 +14,9 @@ pixels are neither) and, when it draws at random, an explicit ``rng`` (a ``numpy
   gates") drew the ACDC scribbles by hand and, for datasets without scribbles, made them from masks by
   skeletonising each class mask and thickening the skeleton inside the mask; this simulator follows that
   recipe, erodes first (annotators keep away from borders), keeps random segments separated by random gaps
-  (strokes do not trace the whole structure), and draws background strokes on a ring around the objects.
+  (strokes do not trace the whole structure), and draws background strokes both on a ring around the objects
+  (what separates an object from its surroundings) and along the skeleton of the rest of the eroded
+  background (as every class, background included, was scribbled in ACDC).
   Round objects, whose skeleton is a dot, get a stroke along their major axis instead.
 * :func:`simulate_partial`: drop the classes not annotated (they become background).
 * :func:`simulate`: dispatch by kind name.
@@ -327,7 +329,8 @@ def simulate_scribbles(
     ``segment_length`` pixels separated by gaps of ``gap_length`` pixels (both drawn uniformly, bounds
     inclusive), then thicken to ``thickness`` pixels and keep only pixels of the class. Background strokes
     are made the same way on the background ring ``erosion < d <= erosion + background_ring`` pixels away
-    from the objects (the eroded background when there is no object). No scribble pixel ever lies on
+    from the objects and on the rest of the background (``d > erosion + background_ring``) eroded by
+    ``erosion`` (the whole eroded background when there is no object). No scribble pixel ever lies on
     another class.
 
     Args:
@@ -371,11 +374,14 @@ def simulate_scribbles(
         if foreground.any():
             distance = ndimage.distance_transform_edt(~foreground)
             ring = region & (distance > erosion) & (distance <= erosion + background_ring)
+            far = region & (distance > erosion + background_ring)
         else:
-            ring = _eroded(region, erosion)
-        if ring.any():
-            centre_lines = _strokes(ring, generator, segment_length, gap_length)
-            out[ndimage.binary_dilation(centre_lines, structure=pen) & region] = 0
+            ring, far = _eroded(region, erosion), np.zeros_like(region)
+        centre_lines = np.zeros_like(region)
+        for part in (ring, _eroded(far, erosion) if far.any() else far):
+            if part.any():
+                centre_lines |= _strokes(part, generator, segment_length, gap_length)
+        out[ndimage.binary_dilation(centre_lines, structure=pen) & region] = 0
     return Scribbles(out)
 
 

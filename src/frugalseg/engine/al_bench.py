@@ -25,7 +25,7 @@ from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, ru
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy
-from frugalseg.engine.bench import held_out_split
+from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
 from frugalseg.errors import InputError
@@ -290,7 +290,7 @@ def bench_al(
     else:
         pool, test = _labelled(pool_dataset.cases), _labelled(test_cases)
     if quick:
-        pool = [pool[int(i)] for i in np.linspace(0, len(pool) - 1, min(len(pool), QUICK_MAX_POOL)).round()]
+        pool = evenly_spaced(pool, QUICK_MAX_POOL)
         test = test[:QUICK_MAX_TEST]
         size, rounds, epochs_per_round = min(size, 64), min(rounds, 2), min(epochs_per_round, 2)
     pool_set = dataclasses.replace(pool_dataset, cases=pool)

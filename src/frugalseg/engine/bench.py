@@ -6,10 +6,11 @@ import dataclasses
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from frugalseg.atomic import atomic_write_json
@@ -20,7 +21,7 @@ from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.train import train
 
-__all__ = ["bench_supervised", "held_out_split"]
+__all__ = ["bench_supervised", "evenly_spaced", "held_out_split"]
 
 QUICK_MAX_TRAIN = 48
 QUICK_MAX_TEST = 16
@@ -30,6 +31,17 @@ def held_out_split(dataset: Dataset, *, seed: int, test_fraction: float = 0.2) -
     """Labelled cases split into (train, test): the dataset's own test split, else ``test_fraction`` of subjects."""
     labelled = dataclasses.replace(dataset, cases=[case for case in dataset.cases if case.label is not None])
     return train_test(labelled, holdout_fraction=test_fraction, seed=seed)
+
+
+def evenly_spaced(cases: Sequence[Case], count: int | None) -> list[Case]:
+    """At most ``count`` of ``cases`` spread evenly over the list (all of them when ``count`` is ``None``).
+
+    Case lists are ordered by id, and ids often follow acquisition (HC18 subject numbers, pullback frames), so
+    the first ``count`` cases would be a biased sample.
+    """
+    if count is None or count >= len(cases):
+        return list(cases)
+    return [cases[int(i)] for i in np.linspace(0, len(cases) - 1, max(count, 0)).round()]
 
 
 def bench_supervised(

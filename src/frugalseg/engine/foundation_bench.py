@@ -43,7 +43,7 @@ import torch
 from frugalseg.annotations import Boxes, simulate_boxes, simulate_points
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import IGNORE, Case, Dataset
-from frugalseg.engine.bench import held_out_split
+from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.evaluate import IVUS_CLASSES, evaluate_model
 from frugalseg.engine.inference import SegmentationModel
@@ -263,7 +263,8 @@ def bench_foundation(
         json_path: the report; ``<stem>-pseudo/`` (pseudo-masks, resumable), ``<stem>-finetune/`` and
             ``<stem>-student/`` are written beside it.
         quick: at most 8 held-out and 16 pseudo-labelled images, 3-epoch students.
-        max_cases: at most this many held-out images and as many pseudo-labelled ones.
+        max_cases: at most this many held-out images and as many pseudo-labelled ones, spread evenly over each
+            list (:func:`~frugalseg.engine.bench.evenly_spaced`).
         seed: seeds the split, the simulated prompts and the trainings.
         segmenter: the model (default: the cached LiteMedSAM weights).
         embedding_cache: embedding cache folder (default: a temporary folder, removed at the end).
@@ -281,7 +282,7 @@ def bench_foundation(
     train_cases, test_cases = held_out_split(dataset, seed=seed)
     limit_test = min(QUICK_MAX_TEST, max_cases or QUICK_MAX_TEST) if quick else max_cases
     limit_pseudo = min(QUICK_MAX_PSEUDO, max_cases or QUICK_MAX_PSEUDO) if quick else max_cases
-    test_cases, train_cases = test_cases[:limit_test], train_cases[:limit_pseudo]
+    test_cases, train_cases = evenly_spaced(test_cases, limit_test), evenly_spaced(train_cases, limit_pseudo)
     if not test_cases or not train_cases:
         raise InputError(f"{dataset.root}: need labelled training and held-out images for the foundation benchmark")
     ivus = list(dataset.class_names) == IVUS_CLASSES

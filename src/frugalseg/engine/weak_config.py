@@ -8,9 +8,10 @@ runs as they read supervised ones; what is specific to weak labels lives here.
 labels         methods (first is the default)          what is trained
 =============  ======================================  ===========================================================
 ``full``       ``dice_ce``                             Dice + CE on full masks (the reference, through this path)
-``boxes``      ``tightness``, ``random_walker``        box MIL tightness + emptiness outside boxes + log-barrier
-                                                       size bounds + gated CRF; or GrabCut-like random-walker
-                                                       pseudo-masks then CE + Dice (+ CRF)
+``boxes``      ``tightness``, ``random_walker``,       box MIL tightness + emptiness outside boxes + log-barrier
+               ``litemedsam``                          size bounds + gated CRF; or GrabCut-like random-walker
+                                                       pseudo-masks, or LiteMedSAM pseudo-masks prompted with
+                                                       the boxes, then CE + Dice (+ CRF)
 ``points``     ``point_loss``, ``random_walker``,      CE at clicks + size bounds + CRF; or pseudo-masks grown
                ``region_growing``                      from the clicks then CE + Dice (+ CRF)
 ``scribbles``  ``partial_ce``, ``random_walker``       partial CE (+ Dice on scribbled pixels) + CRF; or random
@@ -42,14 +43,14 @@ WEAK_SCHEMA_VERSION = 1
 LABEL_KINDS = ("full", "boxes", "points", "scribbles", "tags", "partial", "pseudo")
 METHODS: dict[str, tuple[str, ...]] = {
     "full": ("dice_ce",),
-    "boxes": ("tightness", "random_walker"),
+    "boxes": ("tightness", "random_walker", "litemedsam"),
     "points": ("point_loss", "random_walker", "region_growing"),
     "scribbles": ("partial_ce", "random_walker"),
     "tags": ("cam",),
     "partial": ("marginal_exclusion",),
     "pseudo": ("partial_ce",),
 }
-PSEUDO_LABEL_METHODS = frozenset({"random_walker", "region_growing", "cam"})
+PSEUDO_LABEL_METHODS = frozenset({"random_walker", "region_growing", "cam", "litemedsam"})
 
 
 @dataclass(frozen=True, kw_only=True)

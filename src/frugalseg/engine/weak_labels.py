@@ -2,7 +2,9 @@
 
 :func:`weak_annotations` gathers one annotation per case for the configured kind; :func:`build_weak_targets`
 turns them into :class:`~frugalseg.engine.weak_targets.WeakTargets` at the training size, running the
-configured pseudo-label generator (random walker, region growing, CAM) on the resized images first.
+configured pseudo-label generator (random walker, region growing, CAM) on the resized images first, or, for
+boxes with ``litemedsam``, a promptable foundation model on the original images
+(:mod:`frugalseg.engine.weak_foundation`).
 Pseudo-labels are computed at the training size: they are only ever used there, and the random walker is
 then fast enough for thousands of images on a CPU.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import torch
@@ -50,6 +52,9 @@ from frugalseg.pseudolabels import (
     read_pseudo_labels,
     region_growing,
 )
+
+if TYPE_CHECKING:
+    from frugalseg.foundation import PromptableSegmenter
 
 __all__ = ["WeakAnnotation", "build_weak_targets", "case_rng", "weak_annotations"]
 
@@ -194,6 +199,7 @@ def build_weak_targets(
     seed: int = 0,
     batch_size: int = 16,
     device: str = "cpu",
+    segmenter: PromptableSegmenter | None = None,
 ) -> WeakTargets:
     """Targets of ``cases`` at the size of ``images`` from their annotations (``case.label`` for ``"full"``).
 
@@ -206,6 +212,7 @@ def build_weak_targets(
         seed: seeds the CAM classifier (tags).
         batch_size: CAM classifier batch size.
         device: where the CAM classifier trains.
+        segmenter: boxes / ``litemedsam``: the promptable model (default: cached LiteMedSAM).
 
     Shape:
         ``images (N, C_img, S, S)`` -> :class:`WeakTargets` of ``N`` cases at ``S``.
@@ -216,6 +223,8 @@ def build_weak_targets(
     annotated = torch.ones((count, num_classes), dtype=torch.bool)
     tags = torch.ones((count, num_classes), dtype=torch.bool)
     box_lists: list[list] = [[] for _ in cases]
+    foundation = weak.labels == "boxes" and weak.method == "litemedsam"
+    case_boxes: list[Boxes] = []
     for i, case in enumerate(cases):
         if weak.labels == "full":
             if case.label is None:
@@ -235,7 +244,8 @@ def build_weak_targets(
             _expect(annotation, Boxes, case.case_id)
             assert isinstance(annotation, Boxes)
             box_lists[i] = scale_boxes(annotation.boxes, case.shape, size=size)
-            if weak.uses_pseudo_labels:
+            case_boxes.append(annotation)
+            if weak.uses_pseudo_labels and not foundation:
                 label[i], weight[i] = _pseudo(images[i], annotation, case, weak, num_classes=num_classes)
         elif weak.labels == "partial":
             _expect(annotation, PartialLabels, case.case_id)
@@ -256,6 +266,12 @@ def build_weak_targets(
             label[i] = label_to_tensor(annotation.label, size=size, num_classes=num_classes)
             resized = F.interpolate(torch.from_numpy(annotation.weight)[None, None], size=(size, size), mode="area")
             weight[i] = resized[0, 0]
+    if foundation:
+        from frugalseg.engine.weak_foundation import foundation_box_labels  # loads the foundation model only here
+
+        label = foundation_box_labels(
+            cases, case_boxes, size=size, num_classes=num_classes, seed=seed, segmenter=segmenter
+        )
     if weak.labels == "tags":
         low, high = weak.cam_thresholds
         cam_label, confidence = cam_pseudo_masks(

@@ -19,6 +19,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,6 +37,9 @@ from frugalseg.engine.weak_targets import WeakTargets, make_batch
 from frugalseg.errors import InputError
 from frugalseg.models import create_model
 from frugalseg.pseudolabels import labels_from_probabilities, refine_pseudo_labels
+
+if TYPE_CHECKING:
+    from frugalseg.foundation import PromptableSegmenter
 
 __all__ = ["WEAK_CONFIG_FILE", "train_weak", "weak_split"]
 
@@ -74,6 +78,7 @@ def train_weak(
     resume: bool = False,
     device: str = "cpu",
     progress: ProgressCallback | None = None,
+    segmenter: PromptableSegmenter | None = None,
 ) -> TrainResult:
     """Train ``config.model`` from the weak labels ``weak`` describes into ``run_dir``.
 
@@ -88,6 +93,8 @@ def train_weak(
         resume: continue the run in ``run_dir`` with its saved configurations.
         device: where the networks train.
         progress: called after every epoch with the log record (plus ``epochs`` and ``round``).
+        segmenter: boxes / ``litemedsam``: the promptable model that makes the pseudo-masks (default: the
+            cached LiteMedSAM weights).
 
     Returns:
         The :class:`~frugalseg.engine.train.TrainResult` of the final round.
@@ -127,6 +134,7 @@ def train_weak(
         seed=config.seed,
         batch_size=config.batch_size,
         device=device,
+        segmenter=segmenter,
     )
     val_images, val_labels = None, None
     if val_cases:
