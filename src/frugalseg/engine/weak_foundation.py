@@ -2,7 +2,7 @@
 
 Each training image is prompted with its boxes at its original resolution through
 :func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` (one object per box; confidence = predicted IoU x
-stability under box jitter; an object below ``min_confidence`` is left unlabelled inside its box), and the
+stability under box jitter; an object below its default floor of 0.5 is left unlabelled inside its box), and the
 label map is resized to the training size. The default segmenter is LiteMedSAM with its real weights
 (``frugalseg weights fetch litemedsam``), its embeddings cached under ``<cache>/embeddings``
 (:func:`frugalseg.weights.cache_dir`; keyed by image content, model, weights and package version), so a second
@@ -25,11 +25,7 @@ from frugalseg.foundation.prompting import prompts_from_boxes
 from frugalseg.foundation.pseudolabel import pseudolabel_case
 from frugalseg.weights import cache_dir
 
-__all__ = ["MIN_OBJECT_CONFIDENCE", "default_segmenter", "foundation_box_labels"]
-
-MIN_OBJECT_CONFIDENCE = 0.5
-"""Objects whose confidence (predicted IoU x stability) is below this are left unlabelled (the
-``frugalseg pseudolabel`` default)."""
+__all__ = ["default_segmenter", "foundation_box_labels"]
 
 
 def default_segmenter() -> PromptableSegmenter:
@@ -76,8 +72,6 @@ def foundation_box_labels(
             objects = prompts_from_boxes(case_boxes, case.shape)
         except InputError as error:
             raise InputError(f"case {case.case_id}: {error}") from None
-        label, _ = pseudolabel_case(
-            segmenter, case.image, objects, min_confidence=MIN_OBJECT_CONFIDENCE, rng=case_rng(seed, case.case_id)
-        )
+        label, _ = pseudolabel_case(segmenter, case.image, objects, rng=case_rng(seed, case.case_id))
         labels[i] = label_to_tensor(label, size=size, num_classes=num_classes)
     return labels
