@@ -17,8 +17,9 @@ from frugalseg.data.case import IGNORE, Box, Dataset
 from frugalseg.engine.config import load_config
 from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.preprocess import image_to_tensor
-from frugalseg.engine.weak_bench import format_weak_table, parse_methods
+from frugalseg.engine.weak_bench import bench_weak, format_weak_table, parse_methods
 from frugalseg.engine.weak_config import WeakConfig, load_weak_config
+from frugalseg.engine.weak_foundation import boxes_from_label_maps, foundation_tag_labels
 from frugalseg.engine.weak_labels import build_weak_targets, weak_annotations
 from frugalseg.engine.weak_losses import marginal_dice_loss, weak_loss, weighted_partial_cross_entropy
 from frugalseg.engine.weak_targets import (
@@ -196,6 +197,54 @@ def test_foundation_pseudo_masks_from_boxes(tmp_path: Path, disc_dataset: Datase
     dataset = dataclasses.replace(disc_dataset, cases=disc_dataset.cases[:8])
     result = train_weak(dataset, TINY, weak, tmp_path / "run", segmenter=stub)
     assert result.epochs_run == 2 and SegmentationModel.load(tmp_path / "run").num_classes == 3
+
+
+def test_boxes_from_label_maps_take_the_largest_region_in_original_pixels(disc_dataset: Dataset) -> None:
+    case = dataclasses.replace(disc_dataset.cases[0], image=np.zeros((40, 80), np.uint8), label=None)
+    coarse = torch.zeros(1, 8, 8, dtype=torch.long)
+    coarse[0, 1:4, 2:6] = 1  # the largest class-1 region
+    coarse[0, 6, 7] = 1  # a stray pixel of class 1
+    coarse[0, 5:7, 0:2] = IGNORE  # never a class
+    tags = torch.tensor([[True, True, True]])  # class 2 is tagged but nowhere in the map
+    (boxes,) = boxes_from_label_maps(coarse, [case], tags)
+    assert boxes.boxes == (Box(xmin=20.0, ymin=5.0, xmax=60.0, ymax=20.0, label=1),)  # x * 80 / 8, y * 40 / 8
+    assert boxes_from_label_maps(coarse, [case], torch.tensor([[True, False, False]]))[0].boxes == ()
+
+
+def test_foundation_pseudo_masks_from_tags(disc_dataset: Dataset) -> None:
+    cases = disc_dataset.cases[:2]
+    coarse = torch.zeros(2, 32, 32, dtype=torch.long)
+    coarse[:, 8:20, 10:24] = 1
+    tags = torch.tensor([[True, True, False], [True, True, True]])
+    label = foundation_tag_labels(cases, coarse, tags, num_classes=3, segmenter=StubSegmenter(follow_box=True))
+    assert torch.equal(label[0], coarse[0])  # the stub draws the box it is given, at the training size
+    assert torch.equal(label[1] == 1, coarse[1] == 1)  # class 2 is tagged but unlocated: its background is unknown
+    assert torch.all(label[1][coarse[1] == 0] == IGNORE)
+    weak = WeakConfig(labels="tags", method="litemedsam", cam_epochs=1)
+    annotations = weak_annotations(cases, weak, num_classes=3, seed=0)
+    images = torch.stack([image_to_tensor(c.image, size=32, in_channels=1) for c in cases])
+    stub = StubSegmenter(follow_box=True)
+    targets = build_weak_targets(cases, annotations, images, weak=weak, num_classes=3, segmenter=stub)
+    assert stub.encoded == sum(bool((targets.label[i] != IGNORE).any()) for i in range(2))
+    assert torch.all(targets.weight[targets.label == IGNORE] == 0)
+
+
+def test_weak_bench_reuses_finished_runs_and_redoes_changed_ones(tmp_path: Path, disc_dataset: Dataset) -> None:
+    out, lines = tmp_path / "weak.json", []
+    first = bench_weak(disc_dataset, out, kinds=("boxes",), config=TINY, log=lines.append)
+    assert [r["labels"] for r in first["rows"]] == ["full", "boxes"] and not any("reused" in x for x in lines)
+    lines.clear()
+    again = bench_weak(disc_dataset, out, kinds=("boxes",), config=TINY, log=lines.append)
+    assert sum("reused" in x for x in lines) == 2 and again["rows"] == first["rows"]
+    lines.clear()
+    no_crf = {"crf_weight": 0.0}
+    changed = bench_weak(disc_dataset, out, kinds=("boxes",), config=TINY, weak_options=no_crf, log=lines.append)
+    assert [x for x in lines if "reused" in x] == ["full: finished before, reused"]
+    assert changed["rows"][0] == first["rows"][0]
+    (tmp_path / "weak-runs" / "boxes-tightness" / "metrics.json").unlink()  # as if interrupted in that run
+    lines.clear()
+    bench_weak(disc_dataset, out, kinds=("boxes",), config=TINY, weak_options=no_crf, log=lines.append)
+    assert "boxes/tightness: training" in lines
 
 
 def test_simulated_annotations_replay_by_seed_and_read_from_files(tmp_path: Path, disc_dataset: Dataset) -> None:

@@ -37,7 +37,7 @@ from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.train import train
 from frugalseg.engine.weak_config import METHODS, WeakConfig
 from frugalseg.engine.weak_labels import WeakAnnotation, weak_annotations
-from frugalseg.engine.weak_train import train_weak, weak_split
+from frugalseg.engine.weak_train import WEAK_CONFIG_FILE, train_weak, weak_split
 from frugalseg.errors import InputError
 from frugalseg.pseudolabels import PseudoLabel
 
@@ -86,7 +86,9 @@ def bench_weak(
 
     Args:
         dataset: a labelled dataset (annotations are simulated from its masks).
-        json_path: the report to write; runs go to ``<stem>-runs/`` beside it (replaced).
+        json_path: the report to write; runs go to ``<stem>-runs/`` beside it. A run that finished there
+            with the same dataset, seed, split and settings is reused, so an interrupted bench (or one given
+            more kinds) trains only what is missing.
         kinds: annotation kinds to run (``full`` is always run as the reference).
         methods: ``{kind: methods}``; kinds not listed run their default method.
         quick: at most ``QUICK_MAX_TRAIN`` training and ``QUICK_MAX_TEST`` test cases, 2 epochs.
@@ -115,22 +117,23 @@ def bench_weak(
     if quick:
         config = dataclasses.replace(config, epochs=min(config.epochs, 2))
     train_set = dataclasses.replace(dataset, cases=train_cases)
-    runs = json_path.with_suffix("").with_name(json_path.stem + "-runs")
-    shutil.rmtree(runs, ignore_errors=True)
+    runs = _runs_folder(json_path, {"dataset": str(dataset.root), "seed": seed, "train": len(train_cases)})
     fit_pool, val_pool = weak_split(train_set, config)
 
     def on_epoch(name: str) -> Callable[[dict[str, Any]], None]:
         return lambda r: log(f"{name:28s} epoch {r['epoch']:3d}  val Dice {r['val_dice']:.4f}  ({r['seconds']:.0f} s)")
 
     log(f"full supervision: {len(train_cases)} training cases, {len(test_cases)} held-out cases")
-    full = train(train_set, config, runs / "full", device=device, progress=on_epoch("full"))
+    full_seconds_trained = _finished_seconds(runs / "full", config, None, log)
+    if full_seconds_trained is None:
+        full_seconds_trained = train(train_set, config, runs / "full", device=device, progress=on_epoch("full")).seconds
     full_report = evaluate_model(SegmentationModel.load(runs / "full"), test_cases)
     full_dice = _mean_dice(full_report)
     fitted = _fitted(runs / "full", train_cases)
     full_seconds = float(
         np.mean([full_mask_seconds(c.label, spacing=c.spacing) for c in fitted if c.label is not None])
     )
-    rows = [_row("full", "dice_ce", full_report, full_dice, full.seconds, full_seconds)]
+    rows = [_row("full", "dice_ce", full_report, full_dice, full_seconds_trained, full_seconds)]
     skipped: list[dict[str, str]] = []
     for kind in kinds:
         for method in (methods or {}).get(kind, (METHODS[kind][0],)):
@@ -140,20 +143,17 @@ def bench_weak(
                 continue
             weak = WeakConfig(labels=kind, method=method, **dict(weak_options or {}))
             annotations = weak_annotations(fit_pool, weak, num_classes=dataset.num_classes, seed=config.seed)
-            log(f"{name}: training")
-            result = train_weak(
-                train_set,
-                config,
-                weak,
-                runs / name.replace("/", "-"),
-                annotations=annotations,
-                device=device,
-                progress=on_epoch(name),
-            )
-            report = evaluate_model(SegmentationModel.load(result.run_dir), test_cases)
-            used = _fitted(result.run_dir, train_cases)
+            run_dir = runs / name.replace("/", "-")
+            trained = _finished_seconds(run_dir, config, weak, log)
+            if trained is None:
+                log(f"{name}: training")
+                trained = train_weak(
+                    train_set, config, weak, run_dir, annotations=annotations, device=device, progress=on_epoch(name)
+                ).seconds
+            report = evaluate_model(SegmentationModel.load(run_dir), test_cases)
+            used = _fitted(run_dir, train_cases)
             seconds = float(np.mean([_seconds(annotations[c.case_id], c, dataset.num_classes) for c in used]))
-            rows.append(_row(kind, method, report, full_dice, result.seconds, seconds))
+            rows.append(_row(kind, method, report, full_dice, trained, seconds))
             log(f"{name}: Dice {rows[-1]['dice']:.4f} ({rows[-1]['dice_percent_of_full']:.1f}% of full)")
     output = {
         "benchmark": "weak",
@@ -173,6 +173,38 @@ def bench_weak(
     }
     atomic_write_json(json_path, output)
     return output
+
+
+def _runs_folder(json_path: Path, stamp: dict[str, Any]) -> Path:
+    """``<stem>-runs/`` beside the report, emptied unless it holds runs of the same dataset, seed and split."""
+    runs = json_path.with_suffix("").with_name(json_path.stem + "-runs")
+    try:
+        same = json.loads((runs / "bench.json").read_text()) == stamp
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if not same:
+        shutil.rmtree(runs, ignore_errors=True)
+        runs.mkdir(parents=True)
+        atomic_write_json(runs / "bench.json", stamp)
+    return runs
+
+
+def _finished_seconds(
+    run_dir: Path, config: TrainConfig, weak: WeakConfig | None, log: Callable[[str], Any]
+) -> float | None:
+    """Training seconds of a run that finished in ``run_dir`` with these settings; otherwise ``None``, and an
+    unfinished or different run there is removed (a bench interrupted mid-run redoes only that run)."""
+    expected = {"config.json": config.to_dict()} | ({} if weak is None else {WEAK_CONFIG_FILE: weak.to_dict()})
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        same = all(json.loads((run_dir / f).read_text()) == json.loads(json.dumps(v)) for f, v in expected.items())
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if same:
+        log(f"{run_dir.name}: finished before, reused")
+        return float(metrics["train_seconds"])
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return None
 
 
 def _seconds(annotation: WeakAnnotation, case: Case, num_classes: int) -> float:

@@ -16,7 +16,9 @@ labels         methods (first is the default)          what is trained
                ``region_growing``                      from the clicks then CE + Dice (+ CRF)
 ``scribbles``  ``partial_ce``, ``random_walker``       partial CE (+ Dice on scribbled pixels) + CRF; or random
                                                        walker pseudo-masks then CE + Dice
-``tags``       ``cam``                                 CAM pseudo-masks, refined ``refine_rounds`` times
+``tags``       ``cam``, ``litemedsam``                 CAM pseudo-masks, refined ``refine_rounds`` times; or
+                                                       LiteMedSAM prompted with the box of each tagged class's
+                                                       CAM region, then of the network's prediction each round
 ``partial``    ``marginal_exclusion``                  marginal CE + marginal Dice + exclusion
 ``pseudo``     ``partial_ce``                          masks from a folder (``source``), confidence-weighted
 =============  ======================================  ===========================================================
@@ -46,7 +48,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "boxes": ("tightness", "random_walker", "litemedsam"),
     "points": ("point_loss", "random_walker", "region_growing"),
     "scribbles": ("partial_ce", "random_walker"),
-    "tags": ("cam",),
+    "tags": ("cam", "litemedsam"),
     "partial": ("marginal_exclusion",),
     "pseudo": ("partial_ce",),
 }

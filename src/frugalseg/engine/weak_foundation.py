@@ -1,22 +1,30 @@
-"""Pseudo-masks from a promptable foundation model for weakly supervised training (``boxes`` / ``litemedsam``).
+"""Pseudo-masks from a promptable foundation model for weakly supervised training (method ``litemedsam``).
 
-Each training image is prompted with its boxes at its original resolution through
+``boxes``: each training image is prompted with its boxes at its original resolution through
 :func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` (one object per box; confidence = predicted IoU x
 stability under box jitter; an object below its default floor of 0.5 is left unlabelled inside its box), and the
 label map is resized to the training size. The default segmenter is LiteMedSAM with its real weights
 (``frugalseg weights fetch litemedsam``), its embeddings cached under ``<cache>/embeddings``
 (:func:`frugalseg.weights.cache_dir`; keyed by image content, model, weights and package version), so a second
 run over the same images costs only the decoder.
+
+``tags``: the tags say only which classes an image holds, so the boxes come from a coarse label map at the
+training size (:func:`boxes_from_label_maps`): first the thresholded class activation maps, then, in every
+refinement round, the trained network's own prediction restricted to the tagged classes. Each tagged class is
+prompted with the box of its largest connected region; an image where a tagged class has no region keeps that
+class unlabelled (``IGNORE``) in the pseudo-mask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from frugalseg.annotations import Boxes
-from frugalseg.data.case import Case
+from frugalseg.data.case import IGNORE, Box, Case
 from frugalseg.engine.preprocess import label_to_tensor
 from frugalseg.engine.weak_labels import case_rng
 from frugalseg.errors import InputError
@@ -25,7 +33,7 @@ from frugalseg.foundation.prompting import prompts_from_boxes
 from frugalseg.foundation.pseudolabel import pseudolabel_case
 from frugalseg.weights import cache_dir
 
-__all__ = ["default_segmenter", "foundation_box_labels"]
+__all__ = ["boxes_from_label_maps", "default_segmenter", "foundation_box_labels", "foundation_tag_labels"]
 
 
 def default_segmenter() -> PromptableSegmenter:
@@ -74,4 +82,79 @@ def foundation_box_labels(
             raise InputError(f"case {case.case_id}: {error}") from None
         label, _ = pseudolabel_case(segmenter, case.image, objects, rng=case_rng(seed, case.case_id))
         labels[i] = label_to_tensor(label, size=size, num_classes=num_classes)
+    return labels
+
+
+def boxes_from_label_maps(labels: torch.Tensor, cases: Sequence[Case], classes: torch.Tensor) -> list[Boxes]:
+    """The box of the largest 8-connected region of each listed foreground class, in each case's own pixels.
+
+    ``labels`` are square maps the cases were resized (stretched) to, so a box scales by ``W / S`` across and
+    ``H / S`` down. A class without a region gets no box.
+
+    Shape:
+        ``labels (N, S, S)`` int64 (``IGNORE`` counts as no class), ``classes (N, C)`` bool (column 0, the
+        background, is never boxed) -> ``N`` :class:`~frugalseg.annotations.Boxes`.
+    """
+    size = int(labels.shape[-1])
+    out = []
+    for label, wanted, case in zip(labels.numpy(), classes.numpy(), cases, strict=True):
+        height, width = case.shape
+        boxes = []
+        for c in np.flatnonzero(wanted[1:]) + 1:
+            regions, count = ndimage.label(label == c, structure=np.ones((3, 3), dtype=bool))
+            if count == 0:
+                continue
+            largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
+            rows, cols = ndimage.find_objects((regions == largest).astype(np.int32))[0]
+            boxes.append(
+                Box(
+                    xmin=cols.start * width / size,
+                    ymin=rows.start * height / size,
+                    xmax=cols.stop * width / size,
+                    ymax=rows.stop * height / size,
+                    label=int(c),
+                )
+            )
+        out.append(Boxes(tuple(boxes)))
+    return out
+
+
+def foundation_tag_labels(
+    cases: Sequence[Case],
+    coarse: torch.Tensor,
+    tags: torch.Tensor,
+    *,
+    num_classes: int,
+    seed: int = 0,
+    segmenter: PromptableSegmenter | None = None,
+) -> torch.Tensor:
+    """Pseudo label maps of tagged ``cases`` from the boxes of a coarse label map (see the module docstring).
+
+    Args:
+        cases: the images (original resolution).
+        coarse: a label map per case at the training size (CAM pseudo-masks or a network's prediction).
+        tags: the classes each case holds (column 0, background, is ignored).
+        num_classes: classes including background.
+        seed: seeds the box jitter of the stability estimate, per case id.
+        segmenter: the promptable model (default: :func:`default_segmenter`).
+
+    Shape:
+        ``coarse (N, S, S)`` int64, ``tags (N, num_classes)`` bool -> ``(N, S, S)`` int64.
+    """
+    boxes = boxes_from_label_maps(coarse, cases, tags)
+    labels = torch.full(coarse.shape, IGNORE, dtype=torch.long)
+    boxed = [i for i, case_boxes in enumerate(boxes) if len(case_boxes)]
+    if boxed:
+        labels[boxed] = foundation_box_labels(
+            [cases[i] for i in boxed],
+            [boxes[i] for i in boxed],
+            size=int(coarse.shape[-1]),
+            num_classes=num_classes,
+            seed=seed,
+            segmenter=segmenter,
+        )
+    for i, case_boxes in enumerate(boxes):
+        for c in np.flatnonzero(tags[i, 1:].numpy()) + 1:  # a tagged class nothing located stays unknown
+            if all(box.label != c for box in case_boxes.boxes):
+                labels[i][labels[i] == 0] = IGNORE
     return labels

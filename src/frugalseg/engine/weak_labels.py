@@ -212,7 +212,7 @@ def build_weak_targets(
         seed: seeds the CAM classifier (tags).
         batch_size: CAM classifier batch size.
         device: where the CAM classifier trains.
-        segmenter: boxes / ``litemedsam``: the promptable model (default: cached LiteMedSAM).
+        segmenter: method ``litemedsam``: the promptable model (default: cached LiteMedSAM).
 
     Shape:
         ``images (N, C_img, S, S)`` -> :class:`WeakTargets` of ``N`` cases at ``S``.
@@ -223,7 +223,7 @@ def build_weak_targets(
     annotated = torch.ones((count, num_classes), dtype=torch.bool)
     tags = torch.ones((count, num_classes), dtype=torch.bool)
     box_lists: list[list] = [[] for _ in cases]
-    foundation = weak.labels == "boxes" and weak.method == "litemedsam"
+    foundation = weak.method == "litemedsam"
     case_boxes: list[Boxes] = []
     for i, case in enumerate(cases):
         if weak.labels == "full":
@@ -266,7 +266,7 @@ def build_weak_targets(
             label[i] = label_to_tensor(annotation.label, size=size, num_classes=num_classes)
             resized = F.interpolate(torch.from_numpy(annotation.weight)[None, None], size=(size, size), mode="area")
             weight[i] = resized[0, 0]
-    if foundation:
+    if foundation and weak.labels == "boxes":
         from frugalseg.engine.weak_foundation import foundation_box_labels  # loads the foundation model only here
 
         label = foundation_box_labels(
@@ -285,8 +285,15 @@ def build_weak_targets(
             seed=seed,
             device=device,
         )
-        for i in range(count):
-            label[i], weight[i] = _filtered(cam_label[i].numpy().astype(np.uint8), confidence[i].numpy(), weak)
+        if foundation:
+            from frugalseg.engine.weak_foundation import foundation_tag_labels
+
+            label = foundation_tag_labels(
+                cases, cam_label, tags, num_classes=num_classes, seed=seed, segmenter=segmenter
+            )
+        else:
+            for i in range(count):
+                label[i], weight[i] = _filtered(cam_label[i].numpy().astype(np.uint8), confidence[i].numpy(), weak)
     max_boxes = max((len(b) for b in box_lists), default=0)
     planes = [rasterise_boxes(b, size=size, max_boxes=max_boxes) for b in box_lists]
     boxes = torch.stack([p[0] for p in planes]) if planes else torch.zeros(0, max_boxes, size, size, dtype=torch.bool)

@@ -93,7 +93,7 @@ def train_weak(
         resume: continue the run in ``run_dir`` with its saved configurations.
         device: where the networks train.
         progress: called after every epoch with the log record (plus ``epochs`` and ``round``).
-        segmenter: boxes / ``litemedsam``: the promptable model that makes the pseudo-masks (default: the
+        segmenter: method ``litemedsam``: the promptable model that makes the pseudo-masks (default: the
             cached LiteMedSAM weights).
 
     Returns:
@@ -165,6 +165,14 @@ def train_weak(
     def estimate(result: TrainResult, round_index: int) -> WeakTargets:
         model = SegmentationModel.load(result.run_dir).to(device)
         probabilities = torch.cat([model.network_probabilities(images[i : i + 32]) for i in range(0, len(images), 32)])
+        if weak.method == "litemedsam":  # the prediction only places the boxes; the foundation model draws
+            from frugalseg.engine.weak_foundation import foundation_tag_labels
+
+            coarse, _ = labels_from_probabilities(probabilities, allowed=targets.tags)
+            label = foundation_tag_labels(
+                fit_cases, coarse, targets.tags, num_classes=dataset.num_classes, seed=config.seed, segmenter=segmenter
+            )
+            return dataclasses.replace(targets, label=label, weight=(label != IGNORE).float())
         label, confidence = labels_from_probabilities(
             probabilities, allowed=targets.tags, min_confidence=weak.refine_confidence
         )
