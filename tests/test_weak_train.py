@@ -19,7 +19,7 @@ from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.preprocess import image_to_tensor
 from frugalseg.engine.weak_bench import bench_weak, format_weak_table, parse_methods
 from frugalseg.engine.weak_config import WeakConfig, load_weak_config
-from frugalseg.engine.weak_foundation import boxes_from_label_maps, foundation_tag_labels
+from frugalseg.engine.weak_foundation import boxes_from_label_maps, foundation_region_labels
 from frugalseg.engine.weak_labels import build_weak_targets, weak_annotations
 from frugalseg.engine.weak_losses import marginal_dice_loss, weak_loss, weighted_partial_cross_entropy
 from frugalseg.engine.weak_targets import (
@@ -206,20 +206,39 @@ def test_boxes_from_label_maps_take_the_largest_region_in_original_pixels(disc_d
     coarse[0, 6, 7] = 1  # a stray pixel of class 1
     coarse[0, 5:7, 0:2] = IGNORE  # never a class
     tags = torch.tensor([[True, True, True]])  # class 2 is tagged but nowhere in the map
-    (boxes,) = boxes_from_label_maps(coarse, [case], tags)
+    (boxes,) = boxes_from_label_maps(coarse, [case], classes=tags)
     assert boxes.boxes == (Box(xmin=20.0, ymin=5.0, xmax=60.0, ymax=20.0, label=1),)  # x * 80 / 8, y * 40 / 8
-    assert boxes_from_label_maps(coarse, [case], torch.tensor([[True, False, False]]))[0].boxes == ()
+    assert boxes_from_label_maps(coarse, [case], classes=torch.tensor([[True, False, False]]))[0].boxes == ()
+    strokes = torch.full((1, 8, 8), IGNORE, dtype=torch.long)
+    strokes[0, 6, 7] = 1  # a stroke on the stray pixel: its region is boxed, the unstroked big one is not
+    strokes[0, 0, 0] = 2  # a stroke where nothing was predicted: boxed by itself
+    strokes[0, 7, 0] = 0  # background strokes ask for no box
+    (boxes,) = boxes_from_label_maps(coarse, [case], seeds=strokes)
+    assert set(boxes.boxes) == {
+        Box(xmin=70.0, ymin=30.0, xmax=80.0, ymax=35.0, label=1),
+        Box(xmin=0, ymin=0, xmax=10, ymax=5, label=2),
+    }
+    with pytest.raises(ValueError, match="exactly one"):
+        boxes_from_label_maps(coarse, [case])
 
 
-def test_foundation_pseudo_masks_from_tags(disc_dataset: Dataset) -> None:
+def test_foundation_pseudo_masks_from_tags_and_scribbles(disc_dataset: Dataset) -> None:
     cases = disc_dataset.cases[:2]
     coarse = torch.zeros(2, 32, 32, dtype=torch.long)
     coarse[:, 8:20, 10:24] = 1
     tags = torch.tensor([[True, True, False], [True, True, True]])
-    label = foundation_tag_labels(cases, coarse, tags, num_classes=3, segmenter=StubSegmenter(follow_box=True))
+    stub = StubSegmenter(follow_box=True)
+    label = foundation_region_labels(cases, coarse, classes=tags, num_classes=3, segmenter=stub)
     assert torch.equal(label[0], coarse[0])  # the stub draws the box it is given, at the training size
     assert torch.equal(label[1] == 1, coarse[1] == 1)  # class 2 is tagged but unlocated: its background is unknown
     assert torch.all(label[1][coarse[1] == 0] == IGNORE)
+    strokes = torch.full((2, 32, 32), IGNORE, dtype=torch.long)
+    strokes[:, 10:12, 12:20] = 1
+    strokes[:, 14, 14] = 0  # the expert's background stroke inside the box wins over the model
+    label = foundation_region_labels(cases, coarse, seeds=strokes, num_classes=3, segmenter=stub)
+    expected = coarse.clone()
+    expected[:, 14, 14] = 0
+    assert torch.equal(label, expected)
     weak = WeakConfig(labels="tags", method="litemedsam", cam_epochs=1)
     annotations = weak_annotations(cases, weak, num_classes=3, seed=0)
     images = torch.stack([image_to_tensor(c.image, size=32, in_channels=1) for c in cases])
@@ -227,6 +246,17 @@ def test_foundation_pseudo_masks_from_tags(disc_dataset: Dataset) -> None:
     targets = build_weak_targets(cases, annotations, images, weak=weak, num_classes=3, segmenter=stub)
     assert stub.encoded == sum(bool((targets.label[i] != IGNORE).any()) for i in range(2))
     assert torch.all(targets.weight[targets.label == IGNORE] == 0)
+
+
+def test_scribbles_through_litemedsam_train_on_strokes_then_on_prompted_masks(
+    tmp_path: Path, disc_dataset: Dataset
+) -> None:
+    dataset = dataclasses.replace(disc_dataset, cases=disc_dataset.cases[:8])
+    weak = WeakConfig(labels="scribbles", method="litemedsam")
+    stub = StubSegmenter(follow_box=True)
+    result = train_weak(dataset, TINY, weak, tmp_path / "run", segmenter=stub)
+    assert (tmp_path / "run" / "round0" / "model.pt").exists() and result.run_dir == tmp_path / "run"
+    assert stub.encoded > 0  # the refinement round prompted the foundation model
 
 
 def test_weak_bench_reuses_finished_runs_and_redoes_changed_ones(tmp_path: Path, disc_dataset: Dataset) -> None:

@@ -14,8 +14,10 @@ labels         methods (first is the default)          what is trained
                                                        the boxes, then CE + Dice (+ CRF)
 ``points``     ``point_loss``, ``random_walker``,      CE at clicks + size bounds + CRF; or pseudo-masks grown
                ``region_growing``                      from the clicks then CE + Dice (+ CRF)
-``scribbles``  ``partial_ce``, ``random_walker``       partial CE (+ Dice on scribbled pixels) + CRF; or random
-                                                       walker pseudo-masks then CE + Dice
+``scribbles``  ``partial_ce``, ``random_walker``,      partial CE (+ Dice on scribbled pixels) + CRF; or random
+               ``litemedsam``                          walker pseudo-masks then CE + Dice; or partial CE, then
+                                                       LiteMedSAM prompted with the boxes of the predicted
+                                                       regions holding strokes, ``refine_rounds`` times
 ``tags``       ``cam``, ``litemedsam``                 CAM pseudo-masks, refined ``refine_rounds`` times; or
                                                        LiteMedSAM prompted with the box of each tagged class's
                                                        CAM region, then of the network's prediction each round
@@ -47,7 +49,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "full": ("dice_ce",),
     "boxes": ("tightness", "random_walker", "litemedsam"),
     "points": ("point_loss", "random_walker", "region_growing"),
-    "scribbles": ("partial_ce", "random_walker"),
+    "scribbles": ("partial_ce", "random_walker", "litemedsam"),
     "tags": ("cam", "litemedsam"),
     "partial": ("marginal_exclusion",),
     "pseudo": ("partial_ce",),
@@ -95,7 +97,8 @@ class WeakConfig:
         cam_epochs: epochs of the tag classifier.
         cam_thresholds: ``(background, foreground)`` CAM thresholds.
         synthetic_negatives: tile-shuffled negatives for classes tagged in every image.
-        refine_rounds: tags: re-estimations of the pseudo-masks by the trained segmenter.
+        refine_rounds: tags, and scribbles with ``litemedsam``: re-estimations of the pseudo-masks from the
+            trained segmenter.
         refine_confidence: tags: margin a re-estimated pixel needs to be kept.
     """
 

@@ -8,11 +8,12 @@ label map is resized to the training size. The default segmenter is LiteMedSAM w
 (:func:`frugalseg.weights.cache_dir`; keyed by image content, model, weights and package version), so a second
 run over the same images costs only the decoder.
 
-``tags``: the tags say only which classes an image holds, so the boxes come from a coarse label map at the
-training size (:func:`boxes_from_label_maps`): first the thresholded class activation maps, then, in every
-refinement round, the trained network's own prediction restricted to the tagged classes. Each tagged class is
-prompted with the box of its largest connected region; an image where a tagged class has no region keeps that
-class unlabelled (``IGNORE``) in the pseudo-mask.
+``tags`` and ``scribbles``: the annotation does not say how far each object extends, so the boxes come from
+a coarse label map at the training size (:func:`boxes_from_label_maps`, :func:`foundation_region_labels`).
+Tags: first the thresholded class activation maps, then, in every refinement round, the trained network's own
+prediction restricted to the tagged classes; each tagged class is prompted with the box of its largest region.
+Scribbles: a network is first trained on the strokes (partial CE), then each refinement round prompts every
+predicted region that holds a stroke of its class with its box; stroked pixels keep the expert's class.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from frugalseg.foundation.prompting import prompts_from_boxes
 from frugalseg.foundation.pseudolabel import pseudolabel_case
 from frugalseg.weights import cache_dir
 
-__all__ = ["boxes_from_label_maps", "default_segmenter", "foundation_box_labels", "foundation_tag_labels"]
+__all__ = ["boxes_from_label_maps", "default_segmenter", "foundation_box_labels", "foundation_region_labels"]
 
 
 def default_segmenter() -> PromptableSegmenter:
@@ -85,63 +86,90 @@ def foundation_box_labels(
     return labels
 
 
-def boxes_from_label_maps(labels: torch.Tensor, cases: Sequence[Case], classes: torch.Tensor) -> list[Boxes]:
-    """The box of the largest 8-connected region of each listed foreground class, in each case's own pixels.
+def boxes_from_label_maps(
+    labels: torch.Tensor,
+    cases: Sequence[Case],
+    *,
+    classes: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None,
+) -> list[Boxes]:
+    """Boxes, in each case's own pixels, of the regions of coarse label maps at the training size.
 
-    ``labels`` are square maps the cases were resized (stretched) to, so a box scales by ``W / S`` across and
-    ``H / S`` down. A class without a region gets no box.
+    With ``classes`` (tags): the largest 8-connected region of each listed foreground class. With ``seeds``
+    (scribbles at the same size): for each class scribbled in the image, every 8-connected region of
+    ``(labels == c) | (seeds == c)`` that holds a stroke of ``c``, so each scribbled object gets a box even
+    where the prediction missed it. The maps are the cases resized (stretched) to a square, so a box scales
+    by ``W / S`` across and ``H / S`` down. A class without a region gets no box.
 
     Shape:
-        ``labels (N, S, S)`` int64 (``IGNORE`` counts as no class), ``classes (N, C)`` bool (column 0, the
-        background, is never boxed) -> ``N`` :class:`~frugalseg.annotations.Boxes`.
+        ``labels (N, S, S)`` int64 (``IGNORE`` counts as no class); ``classes (N, C)`` bool (column 0, the
+        background, is never boxed) or ``seeds (N, S, S)`` int64 -> ``N`` :class:`~frugalseg.annotations.Boxes`.
     """
+    if (classes is None) == (seeds is None):
+        raise ValueError("boxes_from_label_maps: give exactly one of classes and seeds")
     size = int(labels.shape[-1])
     out = []
-    for label, wanted, case in zip(labels.numpy(), classes.numpy(), cases, strict=True):
+    for i, case in enumerate(cases):
+        label = labels[i].numpy()
+        strokes = None if seeds is None else seeds[i].numpy()
+        if strokes is None:
+            assert classes is not None
+            wanted = [int(c) for c in np.flatnonzero(classes[i, 1:].numpy()) + 1]
+        else:
+            wanted = [int(c) for c in np.unique(strokes) if c not in (0, IGNORE)]
         height, width = case.shape
         boxes = []
-        for c in np.flatnonzero(wanted[1:]) + 1:
-            regions, count = ndimage.label(label == c, structure=np.ones((3, 3), dtype=bool))
+        for c in wanted:
+            region = label == c if strokes is None else (label == c) | (strokes == c)
+            regions, count = ndimage.label(region, structure=np.ones((3, 3), dtype=bool))
             if count == 0:
                 continue
-            largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
-            rows, cols = ndimage.find_objects((regions == largest).astype(np.int32))[0]
-            boxes.append(
-                Box(
-                    xmin=cols.start * width / size,
-                    ymin=rows.start * height / size,
-                    xmax=cols.stop * width / size,
-                    ymax=rows.stop * height / size,
-                    label=int(c),
+            if strokes is None:
+                picked = [1 + int(np.argmax(np.bincount(regions.ravel())[1:]))]
+            else:
+                picked = [int(r) for r in np.unique(regions[strokes == c])]
+            slices = ndimage.find_objects(regions)
+            for index in picked:
+                rows, cols = slices[index - 1]
+                boxes.append(
+                    Box(
+                        xmin=cols.start * width / size,
+                        ymin=rows.start * height / size,
+                        xmax=cols.stop * width / size,
+                        ymax=rows.stop * height / size,
+                        label=c,
+                    )
                 )
-            )
         out.append(Boxes(tuple(boxes)))
     return out
 
 
-def foundation_tag_labels(
+def foundation_region_labels(
     cases: Sequence[Case],
     coarse: torch.Tensor,
-    tags: torch.Tensor,
     *,
+    classes: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None,
     num_classes: int,
     seed: int = 0,
     segmenter: PromptableSegmenter | None = None,
 ) -> torch.Tensor:
-    """Pseudo label maps of tagged ``cases`` from the boxes of a coarse label map (see the module docstring).
+    """Pseudo label maps of ``cases`` from the boxes of a coarse label map (see the module docstring).
 
     Args:
         cases: the images (original resolution).
         coarse: a label map per case at the training size (CAM pseudo-masks or a network's prediction).
-        tags: the classes each case holds (column 0, background, is ignored).
+        classes: tags: the classes each case holds; a tagged class no region locates leaves the image's
+            background unknown (``IGNORE``), as it may hide there.
+        seeds: scribbles at the training size; stroked pixels keep their stroke's class in the result.
         num_classes: classes including background.
         seed: seeds the box jitter of the stability estimate, per case id.
         segmenter: the promptable model (default: :func:`default_segmenter`).
 
     Shape:
-        ``coarse (N, S, S)`` int64, ``tags (N, num_classes)`` bool -> ``(N, S, S)`` int64.
+        ``coarse (N, S, S)`` int64, ``classes (N, num_classes)`` bool or ``seeds (N, S, S)`` -> ``(N, S, S)`` int64.
     """
-    boxes = boxes_from_label_maps(coarse, cases, tags)
+    boxes = boxes_from_label_maps(coarse, cases, classes=classes, seeds=seeds)
     labels = torch.full(coarse.shape, IGNORE, dtype=torch.long)
     boxed = [i for i, case_boxes in enumerate(boxes) if len(case_boxes)]
     if boxed:
@@ -153,8 +181,17 @@ def foundation_tag_labels(
             seed=seed,
             segmenter=segmenter,
         )
-    for i, case_boxes in enumerate(boxes):
-        for c in np.flatnonzero(tags[i, 1:].numpy()) + 1:  # a tagged class nothing located stays unknown
-            if all(box.label != c for box in case_boxes.boxes):
+    if classes is not None:
+        for i, case_boxes in enumerate(boxes):
+            located = {box.label for box in case_boxes.boxes}
+            if any(int(c) not in located for c in np.flatnonzero(classes[i, 1:].numpy()) + 1):
                 labels[i][labels[i] == 0] = IGNORE
+    if seeds is not None:
+        labels = torch.where(seeds != IGNORE, seeds, labels)
     return labels
+
+
+def foundation_tag_labels(cases, coarse, tags, *, num_classes, seed=0, segmenter=None):  # TEMPORARY SHIM
+    return foundation_region_labels(
+        cases, coarse, classes=tags, num_classes=num_classes, seed=seed, segmenter=segmenter
+    )

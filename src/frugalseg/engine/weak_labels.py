@@ -236,7 +236,7 @@ def build_weak_targets(
         annotation = annotations[case.case_id]
         if weak.labels in ("scribbles", "points"):
             _expect(annotation, Scribbles if weak.labels == "scribbles" else Points, case.case_id)
-            if weak.uses_pseudo_labels:
+            if weak.uses_pseudo_labels and not foundation:  # litemedsam: the strokes first, refined later
                 label[i], weight[i] = _pseudo(images[i], annotation, case, weak, num_classes=num_classes)
             else:
                 label[i] = _seeds(annotation, case, size=size, num_classes=num_classes)
@@ -286,10 +286,10 @@ def build_weak_targets(
             device=device,
         )
         if foundation:
-            from frugalseg.engine.weak_foundation import foundation_tag_labels
+            from frugalseg.engine.weak_foundation import foundation_region_labels
 
-            label = foundation_tag_labels(
-                cases, cam_label, tags, num_classes=num_classes, seed=seed, segmenter=segmenter
+            label = foundation_region_labels(
+                cases, cam_label, classes=tags, num_classes=num_classes, seed=seed, segmenter=segmenter
             )
         else:
             for i in range(count):

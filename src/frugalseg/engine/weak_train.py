@@ -3,8 +3,9 @@
 The run directory is a supervised run directory plus ``weak_config.json``: ``config.json`` (the
 :class:`~frugalseg.engine.config.TrainConfig`), ``split.json``, ``model.pt`` (a
 :class:`~frugalseg.engine.inference.SegmentationModel` bundle, so ``frugalseg evaluate`` / ``predict`` work
-unchanged), ``checkpoint.pt`` (resume), ``log.jsonl`` and ``metrics.json``. Tag runs refine their pseudo-masks
-``refine_rounds`` times; each earlier round is a complete run in ``round<k>/`` inside the run directory.
+unchanged), ``checkpoint.pt`` (resume), ``log.jsonl`` and ``metrics.json``. Tag runs, and scribble runs with
+``litemedsam``, refine their pseudo-masks ``refine_rounds`` times; each earlier round is a complete run in
+``round<k>/`` inside the run directory.
 
 The loop mirrors :func:`frugalseg.engine.train.train`: the same subject split (``val_fraction``, ``seed``),
 one-cycle schedule, AdamW, checkpoints and resume (helpers imported from :mod:`frugalseg.engine.train`), and
@@ -142,7 +143,8 @@ def train_weak(
             val_cases, size=config.size, in_channels=in_channels, num_classes=dataset.num_classes
         )
     data = _Data(images, targets, val_cases, val_images, val_labels, in_channels, list(dataset.class_names))
-    if weak.labels != "tags" or weak.refine_rounds == 0:
+    refined = weak.labels == "tags" or (weak.labels == "scribbles" and weak.method == "litemedsam")
+    if not refined or weak.refine_rounds == 0:
         return _fit(run_dir, data, config, weak, resume=resume, device=device, progress=progress, started=started)
 
     rounds = weak.refine_rounds
@@ -166,11 +168,17 @@ def train_weak(
         model = SegmentationModel.load(result.run_dir).to(device)
         probabilities = torch.cat([model.network_probabilities(images[i : i + 32]) for i in range(0, len(images), 32)])
         if weak.method == "litemedsam":  # the prediction only places the boxes; the foundation model draws
-            from frugalseg.engine.weak_foundation import foundation_tag_labels
+            from frugalseg.engine.weak_foundation import foundation_region_labels
 
             coarse, _ = labels_from_probabilities(probabilities, allowed=targets.tags)
-            label = foundation_tag_labels(
-                fit_cases, coarse, targets.tags, num_classes=dataset.num_classes, seed=config.seed, segmenter=segmenter
+            label = foundation_region_labels(
+                fit_cases,
+                coarse,
+                classes=targets.tags if weak.labels == "tags" else None,
+                seeds=targets.label if weak.labels == "scribbles" else None,
+                num_classes=dataset.num_classes,
+                seed=config.seed,
+                segmenter=segmenter,
             )
             return dataclasses.replace(targets, label=label, weight=(label != IGNORE).float())
         label, confidence = labels_from_probabilities(
