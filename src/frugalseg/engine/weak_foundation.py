@@ -189,9 +189,3 @@ def foundation_region_labels(
     if seeds is not None:
         labels = torch.where(seeds != IGNORE, seeds, labels)
     return labels
-
-
-def foundation_tag_labels(cases, coarse, tags, *, num_classes, seed=0, segmenter=None):  # TEMPORARY SHIM
-    return foundation_region_labels(
-        cases, coarse, classes=tags, num_classes=num_classes, seed=seed, segmenter=segmenter
-    )
