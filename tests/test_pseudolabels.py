@@ -92,6 +92,21 @@ def test_random_walker_probabilities_cover_only_seeded_classes() -> None:
     assert np.allclose(probability_margin(probabilities)[5, 3], 1.0, atol=1e-3)
 
 
+def test_random_walker_spacing_counts_by_its_ratio_only() -> None:
+    image, _ = two_regions(32)
+    image = image + np.random.default_rng(0).normal(0.0, 0.05, image.shape)
+    seeds = np.full(image.shape, IGNORE, dtype=np.uint8)
+    seeds[4:28, 3], seeds[4:28, 28] = 0, 1
+    square = random_walker_probabilities(image, seeds, spacing=(1.0, 1.0))
+    np.testing.assert_allclose(random_walker_probabilities(image, seeds, spacing=(5.0, 5.0)), square, atol=1e-4)
+    np.testing.assert_allclose(random_walker_probabilities(image, seeds), square, atol=1e-4)
+    stretched = random_walker_probabilities(image, seeds, spacing=(1.0, 3.0))
+    np.testing.assert_allclose(random_walker_probabilities(image, seeds, spacing=(2.0, 6.0)), stretched, atol=1e-4)
+    assert np.abs(stretched - square).max() > 1e-2
+    with pytest.raises(ValueError, match="spacing"):
+        random_walker_probabilities(image, seeds, spacing=(0.0, 1.0))
+
+
 def test_random_walker_without_seeds_or_with_one_class() -> None:
     image, _ = two_regions(16)
     none = np.full(image.shape, IGNORE, dtype=np.uint8)

@@ -119,6 +119,9 @@ def bench_weak(
     epochs: Annotated[int, typer.Option(help="Epochs of every run.")] = DEFAULTS.epochs,
     pretrained: Annotated[bool, typer.Option(help="Start from cached ImageNet weights.")] = DEFAULTS.pretrained,
     seed: Annotated[int, typer.Option()] = 0,
+    refine_rounds: Annotated[
+        int | None, typer.Option(min=0, help="Pseudo-mask re-estimations of refined methods (default: the method's).")
+    ] = None,
     data_format: FormatOption = None,
 ) -> None:
     """Each annotation kind and method against full supervision on held-out subjects, with annotation effort."""
@@ -135,6 +138,7 @@ def bench_weak(
         quick=quick,
         seed=seed,
         config=config,
+        weak_options=None if refine_rounds is None else {"refine_rounds": refine_rounds},
         log=console.log,
     )
     typer.echo(format_weak_table(report))

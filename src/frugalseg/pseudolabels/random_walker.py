@@ -18,6 +18,7 @@ every class kept inside its own boxes.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -98,7 +99,9 @@ def random_walker_probabilities(
         seeds: class of each seeded pixel, ``IGNORE`` (255) elsewhere.
         num_classes: output classes; ``None`` means ``max seed + 1``. Classes without seeds get 0.
         beta: edge sharpness (larger: diffusion stops more at intensity edges).
-        spacing: ``(row_mm, col_mm)`` pixel size, for anisotropic pixels; ``None`` means square pixels.
+        spacing: ``(row_mm, col_mm)`` pixel size, for anisotropic pixels; ``None`` means square pixels. Only
+            the ratio counts (it is scaled so the finer axis is 1): the solver divides intensity steps by the
+            spacing, so absolute sizes would make ``beta`` mean a different edge strength at every resolution.
         tol: tolerance of the conjugate-gradient solver (Jacobi preconditioned, no pyamg needed).
 
     Returns:
@@ -136,12 +139,22 @@ def random_walker_probabilities(
             mode="cg_j",
             tol=tol,
             return_full_prob=True,
-            spacing=None if spacing is None else tuple(float(s) for s in spacing),
+            spacing=_relative(spacing),
             channel_axis=-1 if data.ndim == 3 else None,
         )
     for row, c in zip(probabilities, present, strict=True):  # rows follow the sorted seed values
         out[c] = np.clip(row, 0.0, 1.0)
     return out / np.maximum(out.sum(axis=0, keepdims=True), 1e-12)  # the solver's tolerance, normalised away
+
+
+def _relative(spacing: Sequence[float] | None) -> tuple[float, ...] | None:
+    """Pixel spacing scaled so its finer axis is 1 (``None`` stays ``None``)."""
+    if spacing is None:
+        return None
+    values = tuple(float(s) for s in spacing)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing={spacing}: expected finite sizes > 0")
+    return tuple(v / min(values) for v in values)
 
 
 def random_walker_labels(
