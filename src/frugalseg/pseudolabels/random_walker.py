@@ -18,7 +18,6 @@ every class kept inside its own boxes.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ from skimage.draw import ellipse
 from skimage.segmentation import random_walker
 
 from frugalseg.data.case import IGNORE, Box
+from frugalseg.metrics._checks import check_spacing
 
 __all__ = [
     "box_random_walker_labels",
@@ -147,14 +147,13 @@ def random_walker_probabilities(
     return out / np.maximum(out.sum(axis=0, keepdims=True), 1e-12)  # the solver's tolerance, normalised away
 
 
-def _relative(spacing: Sequence[float] | None) -> tuple[float, ...] | None:
-    """Pixel spacing scaled so its finer axis is 1 (``None`` stays ``None``)."""
+def _relative(spacing: Sequence[float] | None) -> tuple[float, float] | None:
+    """``(row, col)`` pixel spacing scaled so its finer axis is 1 (``None`` stays ``None``)."""
     if spacing is None:
         return None
-    values = tuple(float(s) for s in spacing)
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"spacing={spacing}: expected finite sizes > 0")
-    return tuple(v / min(values) for v in values)
+    row, col = check_spacing(spacing)
+    finest = min(row, col)
+    return row / finest, col / finest
 
 
 def random_walker_labels(
