@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import disc_case
+from conftest import StubSegmenter, disc_case
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import bench_al, evaluate_sqa, run_al
@@ -213,6 +213,19 @@ def test_two_round_sqa_loop_on_phantom_frames(phantom: Dataset, tmp_path: Path) 
     assert files == ["round_01.pt", "round_02.pt", "settings.json", "state.json"]
     with pytest.raises(InputError, match="other settings"):
         _run_al(pool, test, tmp_path / "run", epochs_per_round=2)
+
+
+def test_box_acquisitions_train_on_the_foundation_models_masks(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    stub = StubSegmenter(follow_box=True)
+    result = _run_al(pool, test, tmp_path / "run", rounds=1, acquire="boxes", segmenter=stub)
+    assert result.complete and len(result.labelled_ids) == 8
+    for acquisition in result.acquisitions:  # a box per object costs less than outlining the objects
+        assert acquisition["kind"] == "boxes" and acquisition["cost"] is None
+        assert 0 < acquisition["seconds"] < acquisition["scratch_seconds"]
+    assert stub.encoded == 8  # each image's pseudo-mask is made once, though round 1 trains on round 0's too
+    with pytest.raises(InputError, match="acquire='polygons'"):
+        _run_al(pool, test, tmp_path / "other", acquire="polygons")
 
 
 def test_interrupted_sqa_run_resumes_to_the_same_result(phantom: Dataset, tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ def test_weak_config_defaults_round_trip_and_errors(tmp_path: Path) -> None:
         WeakConfig(labels="pseudo")
     with pytest.raises(InputError, match="crf_weight"):
         WeakConfig(crf_weight=-1.0)
+    with pytest.raises(InputError, match="walker_box_margin"):
+        WeakConfig(walker_box_margin=-0.1)
     path.write_text(json.dumps({**config.to_dict(), "extra": 1}))
     with pytest.raises(InputError, match="unknown weak-training fields"):
         load_weak_config(path)
@@ -218,6 +220,8 @@ def test_boxes_from_label_maps_take_the_largest_region_in_original_pixels(disc_d
         Box(xmin=70.0, ymin=30.0, xmax=80.0, ymax=35.0, label=1),
         Box(xmin=0, ymin=0, xmax=10, ymax=5, label=2),
     }
+    (wide,) = boxes_from_label_maps(coarse, [case], classes=tags, margin=0.5)  # grows 2 columns and 1.5 rows
+    assert wide.boxes == (Box(xmin=0.0, ymin=0.0, xmax=80.0, ymax=27.5, label=1),)  # clipped to the image
     with pytest.raises(ValueError, match="exactly one"):
         boxes_from_label_maps(coarse, [case])
 
@@ -246,6 +250,24 @@ def test_foundation_pseudo_masks_from_tags_and_scribbles(disc_dataset: Dataset) 
     targets = build_weak_targets(cases, annotations, images, weak=weak, num_classes=3, segmenter=stub)
     assert stub.encoded == sum(bool((targets.label[i] != IGNORE).any()) for i in range(2))
     assert torch.all(targets.weight[targets.label == IGNORE] == 0)
+
+
+def test_walker_regions_prompt_the_foundation_model_with_widened_boxes(disc_dataset: Dataset) -> None:
+    cases = disc_dataset.cases[:2]
+    images = torch.stack([image_to_tensor(c.image, size=32, in_channels=1) for c in cases])
+    annotations = weak_annotations(cases, WeakConfig(labels="scribbles"), num_classes=3, seed=0)
+    scribbles = [annotations[c.case_id] for c in cases]
+    strokes = torch.stack([sparse_label_to_tensor(a.label, size=32, num_classes=3) for a in scribbles])  # type: ignore[union-attr]
+    stroked = strokes != IGNORE
+    foreground = {}
+    for margin in (0.0, 0.125):
+        weak = WeakConfig(labels="scribbles", method="random_walker_litemedsam", walker_box_margin=margin)
+        stub = StubSegmenter(follow_box=True)
+        targets = build_weak_targets(cases, annotations, images, weak=weak, num_classes=3, segmenter=stub)
+        assert stub.encoded == 2 and torch.all(targets.weight[targets.label != IGNORE] == 1)
+        assert torch.equal(targets.label[stroked], strokes[stroked])  # the expert's strokes win
+        foreground[margin] = int(((targets.label > 0) & (targets.label != IGNORE) & ~stroked).sum())
+    assert foreground[0.125] > foreground[0.0] > 0  # the stub draws each box: wider boxes, larger objects
 
 
 def test_scribbles_through_litemedsam_train_on_strokes_then_on_prompted_masks(

@@ -31,7 +31,9 @@ def al(
     epochs_per_round: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
     size: Annotated[int, typer.Option(help="Network side in pixels.")] = 128,
     cold_start: Annotated[str, typer.Option(help="random or diverse.")] = "random",
-    acquire: Annotated[str, typer.Option(help="The expert's label: full or scribbles.")] = "full",
+    acquire: Annotated[
+        str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
+    ] = "full",
     test_data: Annotated[str | None, typer.Option(help="Test set (default: held-out subjects of --data).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -88,6 +90,9 @@ def bench_al(
     epochs_per_round: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
     size: Annotated[int, typer.Option(help="Network side in pixels.")] = 128,
     min_steps: Annotated[int, typer.Option(help="At least this many optimisation steps per round.")] = 0,
+    acquire: Annotated[
+        str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
+    ] = "full",
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
 ) -> None:
@@ -108,6 +113,7 @@ def bench_al(
         size=size,
         epochs_per_round=epochs_per_round,
         min_steps=min_steps,
+        acquire=acquire,  # type: ignore[arg-type]
         log=console.log,
     )
     rows = [

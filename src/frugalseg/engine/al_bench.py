@@ -27,8 +27,13 @@ from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy
 from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.evaluate import IVUS_CLASSES
 from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
+from frugalseg.engine.weak_labels import case_rng
 from frugalseg.errors import InputError
+from frugalseg.foundation import PromptableSegmenter
+from frugalseg.foundation.prompting import prompts_from_boxes
+from frugalseg.foundation.pseudolabel import pseudolabel_case
 from frugalseg.models import create_model
 from frugalseg.models.sqa import SQANet
 
@@ -77,6 +82,29 @@ def _expert_view(network: SQANet, cases: list[Case], *, size: int) -> list[Model
     return out
 
 
+def _with_box_masks(
+    cases: list[Case], segmenter: PromptableSegmenter, *, seed: int, ivus: bool, made: dict[str, np.ndarray]
+) -> list[Case]:
+    """Cases labelled with boxes carry the foundation model's pseudo-mask of their boxes as their label map.
+
+    Each case's mask is made once (kept in ``made`` by case id) with
+    :func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` on the original image (``ivus``: the vessel-wall
+    box prompts the vessel, wall = vessel minus lumen); objects below its confidence floor are left ``IGNORE``.
+    Other cases pass through unchanged.
+    """
+    out = []
+    for case in cases:
+        if case.label is None and case.boxes:
+            if case.case_id not in made:
+                objects = prompts_from_boxes(case.boxes, case.shape)
+                made[case.case_id], _ = pseudolabel_case(
+                    segmenter, case.image, objects, ivus=ivus, rng=case_rng(seed, case.case_id)
+                )
+            case = dataclasses.replace(case, label=made[case.case_id])
+        out.append(case)
+    return out
+
+
 def _load_round(path: Path, model: str, *, in_channels: int, num_classes: int, dropout: float) -> SQANet:
     network = create_model(model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
     if not isinstance(network, SQANet):
@@ -111,7 +139,7 @@ def run_al(
     test_cases: Sequence[Case] | None = None,
     model: str = "sqa_small",
     cold_start: Literal["random", "diverse"] = "random",
-    acquire: Literal["full", "scribbles"] = "full",
+    acquire: Literal["full", "boxes", "scribbles"] = "full",
     mc_samples: int = 8,
     min_steps: int = 0,
     batch_size: int = 16,
@@ -119,6 +147,7 @@ def run_al(
     dropout: float = 0.1,
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
+    segmenter: PromptableSegmenter | None = None,
 ) -> ALResult:
     """One active-learning run of the SQA network with a simulated expert; resumes an interrupted run.
 
@@ -131,15 +160,21 @@ def run_al(
 
     Args:
         initial, batch: fractions of the pool in ``(0, 1)`` or counts (``"2%"`` on the command line is 0.02).
-        acquire: ``"full"`` or ``"scribbles"`` (box labels need the weak-supervision trainer).
+        acquire: the expert's label: ``"full"`` (the selected images corrected), ``"scribbles"``, or
+            ``"boxes"`` (a box per object, turned into a pseudo-mask by ``segmenter`` before training).
         mc_samples: MC-dropout passes for ``bald`` and ``predictive_entropy``.
         min_steps: lower bound on optimisation steps per round.
+        segmenter: ``acquire="boxes"``: the promptable model (default: LiteMedSAM with the cached weights).
 
     Raises:
         InputError: bad settings, too few labelled cases, or a folder holding a run with other settings.
     """
-    if acquire not in ("full", "scribbles"):
-        raise InputError(f"acquire={acquire!r}: expected 'full' or 'scribbles' (box labels need a weak trainer)")
+    if acquire not in ("full", "boxes", "scribbles"):
+        raise InputError(f"acquire={acquire!r}: expected 'full', 'boxes' or 'scribbles'")
+    if acquire == "boxes" and segmenter is None:
+        from frugalseg.engine.weak_foundation import default_segmenter  # loads the foundation model only here
+
+        segmenter = default_segmenter()
     config = ActiveLearningConfig(
         strategy=strategy, initial=initial, batch=batch, rounds=rounds, seed=seed, cold_start=cold_start
     )
@@ -167,8 +202,12 @@ def run_al(
     _check_settings(out / "settings.json", settings)
     num_classes, in_channels = dataset.num_classes, max(case.channels for case in pool)
     held: dict[str, SQANet] = {}
+    box_masks: dict[str, np.ndarray] = {}
+    ivus = list(dataset.class_names) == IVUS_CLASSES
 
     def fine_tune(labelled: list[Case], round_index: int) -> SQANet:
+        if segmenter is not None:
+            labelled = _with_box_masks(labelled, segmenter, seed=seed, ivus=ivus, made=box_masks)
         network = held.get("network")
         previous = out / f"round_{round_index - 1:02d}.pt"
         if network is None and previous.exists():  # a resumed run: warm-start from the saved round
@@ -263,6 +302,7 @@ def bench_al(
     batch_size: int = 16,
     lr: float = 3e-3,
     dropout: float = 0.1,
+    acquire: Literal["full", "boxes", "scribbles"] = "full",
     device: str = "cpu",
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -270,7 +310,8 @@ def bench_al(
 
     The pool is the labelled cases of ``pool_dataset`` and the test set ``test_cases``, or a held-out split by
     subject of the pool (seed 0) when ``None``. ``quick`` keeps at most 48 pool cases (evenly spread) and 16 test
-    cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. Runs go to ``<json stem>-runs/`` and
+    cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. ``acquire`` is the expert's label
+    (:func:`run_al`); the fully supervised reference does not depend on it. Runs go to ``<json stem>-runs/`` and
     are resumed when run again with the same settings.
 
     Returns:
@@ -339,6 +380,7 @@ def bench_al(
                     batch_size=batch_size,
                     lr=lr,
                     dropout=dropout,
+                    acquire=acquire,
                     device=device,
                     progress=lambda r: log(f"  {r['num_labelled']} labelled: Dice {r['metrics']['dice_mean']:.4f}"),
                 )
@@ -363,6 +405,7 @@ def bench_al(
             "batch": batch,
             "rounds": rounds,
             "mc_samples": mc_samples,
+            "acquire": acquire,
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},

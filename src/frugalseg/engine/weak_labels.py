@@ -212,7 +212,8 @@ def build_weak_targets(
         seed: seeds the CAM classifier (tags).
         batch_size: CAM classifier batch size.
         device: where the CAM classifier trains.
-        segmenter: method ``litemedsam``: the promptable model (default: cached LiteMedSAM).
+        segmenter: methods ``litemedsam`` and ``random_walker_litemedsam``: the promptable model (default:
+            cached LiteMedSAM).
 
     Shape:
         ``images (N, C_img, S, S)`` -> :class:`WeakTargets` of ``N`` cases at ``S``.
@@ -225,6 +226,7 @@ def build_weak_targets(
     box_lists: list[list] = [[] for _ in cases]
     foundation = weak.method == "litemedsam"
     case_boxes: list[Boxes] = []
+    strokes = torch.full((count, size, size), IGNORE, dtype=torch.long)
     for i, case in enumerate(cases):
         if weak.labels == "full":
             if case.label is None:
@@ -236,10 +238,11 @@ def build_weak_targets(
         annotation = annotations[case.case_id]
         if weak.labels in ("scribbles", "points"):
             _expect(annotation, Scribbles if weak.labels == "scribbles" else Points, case.case_id)
+            strokes[i] = _seeds(annotation, case, size=size, num_classes=num_classes)
             if weak.uses_pseudo_labels and not foundation:  # litemedsam: the strokes first, refined later
                 label[i], weight[i] = _pseudo(images[i], annotation, case, weak, num_classes=num_classes)
             else:
-                label[i] = _seeds(annotation, case, size=size, num_classes=num_classes)
+                label[i] = strokes[i]
         elif weak.labels == "boxes":
             _expect(annotation, Boxes, case.case_id)
             assert isinstance(annotation, Boxes)
@@ -272,6 +275,19 @@ def build_weak_targets(
         label = foundation_box_labels(
             cases, case_boxes, size=size, num_classes=num_classes, seed=seed, segmenter=segmenter
         )
+    if weak.method == "random_walker_litemedsam":
+        from frugalseg.engine.weak_foundation import foundation_region_labels
+
+        label = foundation_region_labels(
+            cases,
+            label,
+            seeds=strokes,
+            num_classes=num_classes,
+            seed=seed,
+            segmenter=segmenter,
+            margin=weak.walker_box_margin,
+        )
+        weight = torch.ones_like(weight)
     if weak.labels == "tags":
         low, high = weak.cam_thresholds
         cam_label, confidence = cam_pseudo_masks(
