@@ -15,13 +15,14 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from frugalseg.active.expert import CORRECTION_EFFORT, ModelPrediction, SimulatedExpert, scratch_seconds
 from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
+from frugalseg.annotations import Boxes
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy
@@ -29,13 +30,12 @@ from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.evaluate import IVUS_CLASSES
 from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
-from frugalseg.engine.weak_labels import case_rng
 from frugalseg.errors import InputError
-from frugalseg.foundation import PromptableSegmenter
-from frugalseg.foundation.prompting import prompts_from_boxes
-from frugalseg.foundation.pseudolabel import pseudolabel_case
 from frugalseg.models import create_model
 from frugalseg.models.sqa import SQANet
+
+if TYPE_CHECKING:
+    from frugalseg.foundation import PromptableSegmenter
 
 __all__ = ["bench_al", "run_al"]
 
@@ -87,19 +87,16 @@ def _with_box_masks(
 ) -> list[Case]:
     """Cases labelled with boxes carry the foundation model's pseudo-mask of their boxes as their label map.
 
-    Each case's mask is made once (kept in ``made`` by case id) with
-    :func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` on the original image (``ivus``: the vessel-wall
-    box prompts the vessel, wall = vessel minus lumen); objects below its confidence floor are left ``IGNORE``.
-    Other cases pass through unchanged.
+    Each case's mask is made once (kept in ``made`` by case id) by
+    :func:`~frugalseg.engine.weak_foundation.box_pseudo_mask`; other cases pass through unchanged.
     """
+    from frugalseg.engine.weak_foundation import box_pseudo_mask  # the foundation model only for box labels
+
     out = []
     for case in cases:
         if case.label is None and case.boxes:
             if case.case_id not in made:
-                objects = prompts_from_boxes(case.boxes, case.shape)
-                made[case.case_id], _ = pseudolabel_case(
-                    segmenter, case.image, objects, ivus=ivus, rng=case_rng(seed, case.case_id)
-                )
+                made[case.case_id] = box_pseudo_mask(case, Boxes(tuple(case.boxes)), segmenter, seed=seed, ivus=ivus)
             case = dataclasses.replace(case, label=made[case.case_id])
         out.append(case)
     return out

@@ -40,7 +40,13 @@ from frugalseg.foundation.prompting import prompts_from_boxes
 from frugalseg.foundation.pseudolabel import pseudolabel_case
 from frugalseg.weights import cache_dir
 
-__all__ = ["boxes_from_label_maps", "default_segmenter", "foundation_box_labels", "foundation_region_labels"]
+__all__ = [
+    "box_pseudo_mask",
+    "boxes_from_label_maps",
+    "default_segmenter",
+    "foundation_box_labels",
+    "foundation_region_labels",
+]
 
 
 def default_segmenter() -> PromptableSegmenter:
@@ -50,6 +56,29 @@ def default_segmenter() -> PromptableSegmenter:
         InputError: the weights are not cached (the message names ``frugalseg weights fetch litemedsam``).
     """
     return CachedSegmenter(LiteMedSAMSegmenter.from_cache(), EmbeddingCache(cache_dir() / "embeddings"))
+
+
+def box_pseudo_mask(
+    case: Case, boxes: Boxes, segmenter: PromptableSegmenter, *, seed: int = 0, ivus: bool = False
+) -> np.ndarray:
+    """The foundation model's label map of one case from its boxes, at the image's size.
+
+    Through :func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` (an object below its confidence floor is
+    ``IGNORE``; ``ivus``: the vessel-wall box prompts the vessel, wall = vessel minus lumen), the box jitter of
+    the stability estimate seeded by ``seed`` and the case id.
+
+    Shape:
+        returns ``(H, W)`` uint8.
+
+    Raises:
+        InputError: the case has no box (the message names the case).
+    """
+    try:
+        objects = prompts_from_boxes(boxes, case.shape)
+    except InputError as error:
+        raise InputError(f"case {case.case_id}: {error}") from None
+    label, _ = pseudolabel_case(segmenter, case.image, objects, ivus=ivus, rng=case_rng(seed, case.case_id))
+    return label
 
 
 def foundation_box_labels(
@@ -83,11 +112,7 @@ def foundation_box_labels(
         unknown = sorted({box.label for box in case_boxes.boxes} - set(range(1, num_classes)))
         if unknown:
             raise InputError(f"case {case.case_id}: boxes of unknown classes {unknown}")
-        try:
-            objects = prompts_from_boxes(case_boxes, case.shape)
-        except InputError as error:
-            raise InputError(f"case {case.case_id}: {error}") from None
-        label, _ = pseudolabel_case(segmenter, case.image, objects, rng=case_rng(seed, case.case_id))
+        label = box_pseudo_mask(case, case_boxes, segmenter, seed=seed)
         labels[i] = label_to_tensor(label, size=size, num_classes=num_classes)
     return labels
 

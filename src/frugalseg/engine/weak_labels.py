@@ -226,7 +226,8 @@ def build_weak_targets(
     box_lists: list[list] = [[] for _ in cases]
     foundation = weak.method == "litemedsam"
     case_boxes: list[Boxes] = []
-    strokes = torch.full((count, size, size), IGNORE, dtype=torch.long)
+    walker_foundation = weak.method == "random_walker_litemedsam"
+    strokes = torch.full((count, size, size), IGNORE, dtype=torch.long)  # random_walker_litemedsam only
     for i, case in enumerate(cases):
         if weak.labels == "full":
             if case.label is None:
@@ -238,11 +239,12 @@ def build_weak_targets(
         annotation = annotations[case.case_id]
         if weak.labels in ("scribbles", "points"):
             _expect(annotation, Scribbles if weak.labels == "scribbles" else Points, case.case_id)
-            strokes[i] = _seeds(annotation, case, size=size, num_classes=num_classes)
             if weak.uses_pseudo_labels and not foundation:  # litemedsam: the strokes first, refined later
                 label[i], weight[i] = _pseudo(images[i], annotation, case, weak, num_classes=num_classes)
             else:
-                label[i] = strokes[i]
+                label[i] = _seeds(annotation, case, size=size, num_classes=num_classes)
+            if walker_foundation:
+                strokes[i] = _seeds(annotation, case, size=size, num_classes=num_classes)
         elif weak.labels == "boxes":
             _expect(annotation, Boxes, case.case_id)
             assert isinstance(annotation, Boxes)
@@ -275,7 +277,7 @@ def build_weak_targets(
         label = foundation_box_labels(
             cases, case_boxes, size=size, num_classes=num_classes, seed=seed, segmenter=segmenter
         )
-    if weak.method == "random_walker_litemedsam":
+    if walker_foundation:
         from frugalseg.engine.weak_foundation import foundation_region_labels
 
         label = foundation_region_labels(
