@@ -25,6 +25,7 @@ from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction
 from frugalseg.foundation import litemedsam as litemedsam_module
 from frugalseg.foundation.finetune import (
     FinetuneConfig,
+    calibrate_box_margin,
     dice_bce_loss,
     finetune_decoder,
     load_finetuned,
@@ -314,9 +315,14 @@ def test_finetune_reduces_the_loss_and_reloads_on_top_of_the_base(tmp_path: Path
     config = FinetuneConfig(steps=6, lr=2e-3, images_per_step=1, box_jitter=0.05, log_every=3, seed=0)
     result = finetune_decoder(segmenter, tiny_cases(), tmp_path / "run", config=config)
     assert result.final_loss < result.initial_loss
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result.box_margin == segmenter.box_margin == metrics["box_margin"]
+    assert metrics["margin_dice"][str(result.box_margin)] == max(metrics["margin_dice"].values())
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {"config.json", "decoder.pt", "metrics.json", "log.jsonl"}
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
-    loaded = load_finetuned(tmp_path / "run", base=segmenter)
+    base = LiteMedSAMSegmenter(segmenter.model, weights_sha256=segmenter.weights_sha256, box_margin=9.0)
+    loaded = load_finetuned(tmp_path / "run", base=base)
+    assert loaded.box_margin == result.box_margin  # the run's margin, not the base's
     for name, value in segmenter.model.mask_decoder.state_dict().items():
         torch.testing.assert_close(loaded.model.mask_decoder.state_dict()[name], value)
     assert loaded.weights_sha256 == segmenter.weights_sha256  # same encoder: cached embeddings stay valid
@@ -327,6 +333,36 @@ def test_finetune_reduces_the_loss_and_reloads_on_top_of_the_base(tmp_path: Path
     (tmp_path / "run" / "decoder.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="decoder"):
         load_finetuned(tmp_path / "run", base=segmenter)
+
+
+def shrinking_decoder(inset: float):
+    """A stand-in for ``LiteMedSAM.decode`` that fills each box moved in by ``inset`` model pixels per side."""
+
+    def decode(features: torch.Tensor, *, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = torch.arange(256.0)
+        logits = torch.full((len(boxes), 1, 256, 256), -10.0)
+        for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+            cols = (grid >= x0 + inset) & (grid <= x1 - inset)
+            rows = (grid >= y0 + inset) & (grid <= y1 - inset)
+            logits[index, 0][rows[:, None] & cols[None, :]] = 10.0
+        return logits, torch.ones(len(boxes), 1)
+
+    return decode
+
+
+def test_the_calibrated_margin_undoes_a_model_that_draws_inside_its_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0), box_margin=2.5)
+    monkeypatch.setattr(segmenter.model, "decode", shrinking_decoder(5.0))
+    square = np.zeros((256, 256), dtype=np.uint8)  # the model frame itself: boxes are not rescaled
+    square[40:200, 60:180] = 1
+    cases = [Case(case_id="sq", subject_id="s", image=square * 200, label=square)]
+    scores = calibrate_box_margin(segmenter, cases, (7.5, 0.0, 5.0, 2.5))
+    assert list(scores) == [0.0, 2.5, 5.0, 7.5]
+    assert scores[5.0] > 0.99 and scores[0.0] < scores[2.5] < scores[5.0] > scores[7.5]
+    assert segmenter.box_margin == 5.0
+    assert calibrate_box_margin(segmenter, cases, ()) == {} and segmenter.box_margin == 5.0
+    with pytest.raises(InputError, match="box_margins"):
+        FinetuneConfig(box_margins=(2.5, -1.0))
 
 
 # ----------------------------------------------------------------------------------- fast encoder path

@@ -17,7 +17,7 @@ from conftest import StubSegmenter, disc_case
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import bench_al, evaluate_sqa, run_al
-from frugalseg.engine.al_report import _first_reaching
+from frugalseg.engine.al_report import _first_reaching, versus_random
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
 from frugalseg.engine.sqa_train import fine_tune_sqa, predict_with_quality
@@ -296,3 +296,21 @@ def test_effort_to_reach_a_dice_is_interpolated_between_rounds() -> None:
     assert _first_reaching(curve, 0.93) == pytest.approx((0.035, 137.5))  # first crossing, not the later dip
     assert _first_reaching(curve, 0.85) == pytest.approx((0.02, 100.0))
     assert _first_reaching(curve, 0.95) is None
+
+
+def test_lead_over_random_is_paired_by_seed() -> None:
+    # seed 1's cold start is worse for both strategies: the curves spread widely, the differences do not
+    strategies = {
+        "random": {"dice_at_5pct_by_seed": [0.94, 0.90, 0.93], "dice_at_5pct_spread": 0.0208},
+        "sqa": {"dice_at_5pct_by_seed": [0.95, 0.912, 0.939], "dice_at_5pct_spread": 0.0195},
+        "entropy": {"dice_at_5pct_by_seed": [None, None, None], "dice_at_5pct_spread": None},
+    }
+    report = versus_random(strategies, [0, 1, 2])
+    assert set(report) == {"sqa"}  # no curve at 5 %: nothing to compare
+    sqa = report["sqa"]
+    assert sqa["difference_at_5pct_by_seed"] == pytest.approx([0.01, 0.012, 0.009])
+    assert sqa["difference_mean"] == pytest.approx(0.010333, abs=1e-6)
+    assert sqa["curve_spread"] == 0.0208 and not sqa["beats_random_by_more_than_curve_spread"]
+    assert sqa["difference_spread"] == pytest.approx(0.001528, abs=1e-6)
+    assert sqa["beats_random_by_more_than_difference_spread"]
+    assert versus_random({"sqa": strategies["sqa"]}, [0, 1, 2]) == {}

@@ -93,6 +93,7 @@ def bench_al(
     acquire: Annotated[
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
     ] = "full",
+    cold_start: Annotated[str, typer.Option(help="random or diverse (evenly spaced over the pool).")] = "random",
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
 ) -> None:
@@ -114,6 +115,7 @@ def bench_al(
         epochs_per_round=epochs_per_round,
         min_steps=min_steps,
         acquire=acquire,  # type: ignore[arg-type]
+        cold_start=cold_start,  # type: ignore[arg-type]
         log=console.log,
     )
     rows = [

@@ -25,7 +25,7 @@ from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, ru
 from frugalseg.annotations import Boxes
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
 from frugalseg.data.case import Case, Dataset
-from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy
+from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy, versus_random
 from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.evaluate import IVUS_CLASSES
@@ -300,6 +300,7 @@ def bench_al(
     lr: float = 3e-3,
     dropout: float = 0.1,
     acquire: Literal["full", "boxes", "scribbles"] = "full",
+    cold_start: Literal["random", "diverse"] = "random",
     device: str = "cpu",
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -308,8 +309,8 @@ def bench_al(
     The pool is the labelled cases of ``pool_dataset`` and the test set ``test_cases``, or a held-out split by
     subject of the pool (seed 0) when ``None``. ``quick`` keeps at most 48 pool cases (evenly spread) and 16 test
     cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. ``acquire`` is the expert's label
-    (:func:`run_al`); the fully supervised reference does not depend on it. Runs go to ``<json stem>-runs/`` and
-    are resumed when run again with the same settings.
+    (:func:`run_al`) and ``cold_start`` how the first batch is chosen; the fully supervised reference depends on
+    neither. Runs go to ``<json stem>-runs/`` and are resumed when run again with the same settings.
 
     Returns:
         The report written to ``json_path``: ``{"strategies": {name: {"curve": [{"fraction", "dice_mean",
@@ -378,6 +379,7 @@ def bench_al(
                     lr=lr,
                     dropout=dropout,
                     acquire=acquire,
+                    cold_start=cold_start,
                     device=device,
                     progress=lambda r: log(f"  {r['num_labelled']} labelled: Dice {r['metrics']['dice_mean']:.4f}"),
                 )
@@ -403,10 +405,12 @@ def bench_al(
             "rounds": rounds,
             "mc_samples": mc_samples,
             "acquire": acquire,
+            "cold_start": cold_start,
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},
         "strategies": report_strategies,
+        "versus_random": versus_random(report_strategies, seed_list),
         "quality": {
             **quality,
             "error_map": {k: mean_defined([f["error_map"][k] for f in full]) for k in ("auroc", "ap")},

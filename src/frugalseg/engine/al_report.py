@@ -12,7 +12,7 @@ import numpy as np
 from frugalseg.active.loop import ALResult
 from frugalseg.atomic import atomic_write_bytes
 
-__all__ = ["mean_defined", "plot_curves", "spread", "summarise_strategy"]
+__all__ = ["mean_defined", "plot_curves", "spread", "summarise_strategy", "versus_random"]
 
 
 def mean_defined(values: Sequence[float | None]) -> float | None:
@@ -83,16 +83,23 @@ def summarise_strategy(
                 "num_labelled": int(results[0].rounds[i]["num_labelled"]),
                 "dice_mean": float(np.mean(dice)),
                 "dice_std": spread(dice),
+                "dice_by_seed": [float(d) for d in dice],
                 "effort_seconds": float(np.mean([r.rounds[i]["effort"]["seconds"] for r in results])),
                 "scratch_seconds": float(np.mean([r.rounds[i]["effort"]["scratch_seconds"] for r in results])),
             }
         )
     at = {f"{p}pct": _at_fraction(curve, p / 100) for p in (5, 10)}
+    by_seed = [
+        _at_fraction([{"fraction": q["fraction"], "dice_mean": q["metrics"]["dice_mean"]} for q in r.rounds], 0.05)
+        for r in results
+    ]
     final_quality = [r.rounds[num_rounds - 1]["metrics"].get("quality", {}) for r in results]
     summary = {
         "curve": curve,
         "fraction_of_full_at_10pct": None if at["10pct"] is None or full_dice <= 0 else at["10pct"] / full_dice,
         "dice_at_5pct": at["5pct"],
+        "dice_at_5pct_by_seed": by_seed,
+        "dice_at_5pct_spread": None if None in by_seed else spread([d for d in by_seed if d is not None]),
         "dice_at_10pct": at["10pct"],
         "final_quality": {key: mean_defined([q.get(key) for q in final_quality]) for key in ("pearson", "spearman")},
     }
@@ -112,6 +119,36 @@ def summarise_strategy(
             "of_pool_scratch_seconds": reached[1] / pool_scratch_seconds,
         }
     return summary, effort
+
+
+def versus_random(strategies: Mapping[str, Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Each strategy's lead over ``random`` at 5 % labelled, seed by seed (the seed fixes the shared cold start).
+
+    Per strategy: the per-seed differences, their mean and spread, the larger of the two curves' seed-to-seed
+    spreads at 5 %, and whether the mean lead exceeds it (the unpaired reading) and exceeds the spread of the
+    differences (the paired reading). Empty without a ``random`` entry or a curve spanning 5 %.
+    """
+    baseline = strategies.get("random", {}).get("dice_at_5pct_by_seed")
+    if not baseline or None in baseline:
+        return {}
+    report: dict[str, Any] = {}
+    for name, summary in strategies.items():
+        values = summary.get("dice_at_5pct_by_seed")
+        if name == "random" or not values or None in values:
+            continue
+        differences = [float(v - b) for v, b in zip(values, baseline, strict=True)]
+        lead = float(np.mean(differences))
+        curve_spread = max(float(summary["dice_at_5pct_spread"]), float(strategies["random"]["dice_at_5pct_spread"]))
+        report[name] = {
+            "seeds": list(seeds),
+            "difference_at_5pct_by_seed": differences,
+            "difference_mean": lead,
+            "difference_spread": spread(differences),
+            "curve_spread": curve_spread,
+            "beats_random_by_more_than_curve_spread": lead > curve_spread,
+            "beats_random_by_more_than_difference_spread": lead > spread(differences),
+        }
+    return report
 
 
 def plot_curves(

@@ -380,6 +380,7 @@ def _finetuned(
         "k": len(chosen),
         "case_ids": [case.case_id for case in chosen],
         "run_dir": str(result.run_dir),
+        "box_margin": result.box_margin,
         "initial_loss": result.initial_loss,
         "final_loss": result.final_loss,
         "train_seconds": result.seconds,

@@ -1,6 +1,10 @@
 """Adapt LiteMedSAM to a domain: fine-tune its mask decoder (optionally its prompt encoder) on k labelled images.
 
-The image encoder is frozen, so each image is encoded once (through an optional
+First the box margin is calibrated (:func:`calibrate_box_margin`): how far a box prompt is widened decides
+where the model puts the outline (on HC18, whose ellipses trace the skull's outer edge, the best margin on
+training images is 10 model pixels; on PH2, whose lesion masks follow the pigment, it is 2.5), so each of
+``FinetuneConfig.box_margins`` is scored on the k images with their exact boxes and the best one is kept,
+for the fine-tuning and for prediction. The image encoder is frozen, so each image is encoded once (through an optional
 :class:`~frugalseg.foundation.EmbeddingCache`) and every step only runs the decoder. Each step draws
 ``images_per_step`` images; every object of an image (an 8-connected component of a class, see
 :func:`object_targets`) is prompted with its ground-truth box jittered by up to ``box_jitter`` of its size
@@ -11,9 +15,10 @@ to that frame. AdamW with a constant learning rate after a short warm-up.
 Run directory::
 
     run_dir/config.json    the FinetuneConfig (frozen, with schema version)
-    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "mask_decoder": state_dict,
-                            "prompt_encoder": state_dict (only when trained)}
-    run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), seconds, case ids
+    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "mask_decoder":
+                            state_dict, "prompt_encoder": state_dict (only when trained)}
+    run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), the Dice of each
+                           candidate margin, seconds, case ids
     run_dir/log.jsonl      training loss every ``log_every`` steps
 
 :func:`load_finetuned` puts ``decoder.pt`` on top of the base weights, after checking they are the weights it
@@ -50,6 +55,7 @@ __all__ = [
     "DECODER_FILE",
     "FinetuneConfig",
     "FinetuneResult",
+    "calibrate_box_margin",
     "dice_bce_loss",
     "finetune_decoder",
     "load_finetuned",
@@ -73,6 +79,8 @@ class FinetuneConfig:
         weight_decay: AdamW weight decay.
         images_per_step: images whose objects make one step's loss.
         box_jitter: each box side moves by up to this fraction of the box size (0: exact boxes).
+        box_margins: candidate box margins (model pixels, see :data:`~frugalseg.foundation.preprocess.BOX_MARGIN`)
+            scored before training; the best becomes the segmenter's. Empty: keep the segmenter's margin.
         train_prompt_encoder: also train the prompt encoder (its Fourier matrix is a buffer and stays fixed).
         ivus: objects are the lumen and the whole vessel (lumen + wall) instead of each class.
         min_pixels: objects smaller than this are not used.
@@ -85,6 +93,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     images_per_step: int = 2
     box_jitter: float = 0.1
+    box_margins: tuple[float, ...] = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
     train_prompt_encoder: bool = False
     ivus: bool = False
     min_pixels: int = 16
@@ -99,6 +108,7 @@ class FinetuneConfig:
             "weight_decay": self.weight_decay >= 0,
             "images_per_step": self.images_per_step >= 1,
             "box_jitter": 0.0 <= self.box_jitter < 0.5,
+            "box_margins": all(np.isfinite(m) and m >= 0 for m in self.box_margins),
             "min_pixels": self.min_pixels >= 1,
             "log_every": self.log_every >= 1,
         }
@@ -112,9 +122,10 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """Where the run went and how the loss on the training objects (unjittered boxes) changed."""
+    """Where the run went, the box margin it chose and how the loss on the training objects changed."""
 
     run_dir: Path
+    box_margin: float
     initial_loss: float
     final_loss: float
     steps: int
@@ -215,20 +226,68 @@ def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], con
     return items
 
 
-def _item_loss(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
-    """Mean loss of one image's objects prompted with ``boxes`` (original pixels)."""
+def _item_logits(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
+    """Logits of one image's objects prompted with ``boxes`` (original pixels), at the targets' ``(N, h, w)``."""
     device = segmenter.device
     original = item.embedding.original_size
     frame_boxes = boxes_to_model_frame(boxes, original, image_size=IMAGE_SIZE, margin=segmenter.box_margin)
-    frame_boxes = frame_boxes.to(device)
-    low_res, _ = segmenter.model.decode(item.embedding.features.to(device), boxes=frame_boxes)
+    low_res, _ = segmenter.model.decode(item.embedding.features.to(device), boxes=frame_boxes.to(device))
     h, w = item.targets.shape[1:]
     scale = low_res.shape[-1] / IMAGE_SIZE
     crop_h, crop_w = max(1, round(h * scale)), max(1, round(w * scale))
     logits = low_res[:, 0, :crop_h, :crop_w]
     if (crop_h, crop_w) != (h, w):
         logits = F.interpolate(logits[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    return dice_bce_loss(logits, item.targets.to(device))
+    return logits
+
+
+def _item_loss(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
+    """Mean loss of one image's objects prompted with ``boxes`` (original pixels)."""
+    return dice_bce_loss(_item_logits(segmenter, item, boxes), item.targets.to(segmenter.device))
+
+
+def _mean_dice(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item]) -> float:
+    """Mean hard Dice of every object of ``items`` prompted with its exact box, in the model frame."""
+    scores = []
+    with torch.no_grad():
+        for item in items:
+            masks = (_item_logits(segmenter, item, item.boxes) > 0).flatten(1).float()
+            targets = item.targets.to(masks.device).flatten(1)
+            overlap = 2 * (masks * targets).sum(1)
+            scores.extend((overlap / (masks.sum(1) + targets.sum(1)).clamp(min=1)).tolist())
+    return float(np.mean(scores))
+
+
+def calibrate_box_margin(
+    segmenter: LiteMedSAMSegmenter,
+    cases: Sequence[Case],
+    margins: Sequence[float],
+    *,
+    ivus: bool = False,
+    cache: EmbeddingCache | None = None,
+) -> dict[float, float]:
+    """Score each box margin on fully labelled ``cases`` and set the best one on ``segmenter`` (ties: the smaller).
+
+    Returns the mean object Dice of each margin (exact boxes, in the model frame); ``segmenter.box_margin`` is
+    left unchanged when ``margins`` is empty.
+
+    Raises:
+        InputError: a case without a label map, or no usable object.
+    """
+    encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
+    return _calibrate(segmenter, _items(cases, encode, FinetuneConfig(ivus=ivus)), margins)
+
+
+def _calibrate(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item], margins: Sequence[float]) -> dict[float, float]:
+    original = segmenter.box_margin
+    scores: dict[float, float] = {}
+    try:
+        for margin in sorted({float(m) for m in margins}):
+            segmenter.box_margin = margin
+            scores[margin] = _mean_dice(segmenter, items)
+    finally:
+        segmenter.box_margin = max(scores, key=lambda m: (scores[m], -m)) if scores else original
+    return scores
 
 
 def _evaluation_loss(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item]) -> float:
@@ -278,6 +337,7 @@ def finetune_decoder(
     items = _items(cases, encode, config)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     (run_dir / "log.jsonl").unlink(missing_ok=True)
+    margin_dice = _calibrate(segmenter, items, config.box_margins)
     flags = [(parameter, parameter.requires_grad) for parameter in segmenter.model.parameters()]
     parameters = _trainable(segmenter, config)
     initial = _evaluation_loss(segmenter, items)
@@ -318,6 +378,8 @@ def finetune_decoder(
     atomic_write_json(
         run_dir / "metrics.json",
         {
+            "box_margin": segmenter.box_margin,
+            "margin_dice": {str(margin): dice for margin, dice in margin_dice.items()},
             "initial_loss": initial,
             "final_loss": final,
             "steps": config.steps,
@@ -329,7 +391,14 @@ def finetune_decoder(
             "decoder_sha256": sha256_file(run_dir / DECODER_FILE),
         },
     )
-    return FinetuneResult(run_dir=run_dir, initial_loss=initial, final_loss=final, steps=config.steps, seconds=seconds)
+    return FinetuneResult(
+        run_dir=run_dir,
+        box_margin=segmenter.box_margin,
+        initial_loss=initial,
+        final_loss=final,
+        steps=config.steps,
+        seconds=seconds,
+    )
 
 
 def _save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, config: FinetuneConfig) -> None:
@@ -339,6 +408,7 @@ def _save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, config: Finetun
         "schema_version": SCHEMA_VERSION,
         "base_model_id": segmenter.model_id,
         "base_weights_sha256": segmenter.weights_sha256,
+        "box_margin": float(segmenter.box_margin),
         "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
     }
     if config.train_prompt_encoder:
@@ -354,6 +424,8 @@ def load_finetuned(
     device: str | torch.device = "cpu",
 ) -> LiteMedSAMSegmenter:
     """A LiteMedSAM segmenter with the fine-tuned decoder of ``run_dir`` on top of the base weights.
+
+    The segmenter widens boxes by the margin the run calibrated (the base's margin for a run saved without one).
 
     Args:
         run_dir: a folder written by :func:`finetune_decoder`.
@@ -393,5 +465,5 @@ def load_finetuned(
         weights_sha256=base.weights_sha256,
         device=device,
         max_objects_per_batch=base.max_objects_per_batch,
-        box_margin=base.box_margin,
+        box_margin=float(bundle.get("box_margin", base.box_margin)),
     )
