@@ -16,11 +16,12 @@ import torch
 from conftest import StubSegmenter, disc_case
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
-from frugalseg.engine.al_bench import bench_al, evaluate_sqa, run_al
+from frugalseg.engine.al_bench import bench_al
 from frugalseg.engine.al_report import _first_reaching, versus_random
+from frugalseg.engine.al_run import run_al
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
-from frugalseg.engine.sqa_train import fine_tune_sqa, predict_with_quality
+from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
 from frugalseg.models.sqa import SQANet

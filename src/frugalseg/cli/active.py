@@ -39,7 +39,7 @@ def al(
     data_format: FormatOption = None,
 ) -> None:
     """Active learning with the SQA network and a simulated expert; run again to resume an interrupted loop."""
-    from frugalseg.engine.al_bench import run_al
+    from frugalseg.engine.al_run import run_al
 
     dataset = read_data(data, data_format)
     test_cases = None if test_data is None else read_data(test_data, data_format).cases

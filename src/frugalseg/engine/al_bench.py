@@ -1,11 +1,9 @@
-"""``frugalseg al`` and ``frugalseg bench al``: the SQA network in the active-learning loop, and the
-label-efficiency benchmark (Dice against the percentage of the pool labelled, per strategy, over seeds).
+"""``frugalseg bench al``: the label-efficiency benchmark (Dice against the percentage of the pool labelled,
+per strategy, over seeds).
 
-One run (:func:`run_al`) writes into its folder ``settings.json``, ``state.json`` (the loop's state, see
-:mod:`frugalseg.active.loop`) and the weights of the last two rounds (``round_XX.pt``, for the warm start
-of a resumed run). The benchmark (:func:`bench_al`) runs every strategy with every seed (resuming finished
-or interrupted runs), trains the fully supervised reference (the whole pool, at least as many optimisation
-steps as a whole run) once per seed, and writes the JSON report and a PNG plot beside it.
+:func:`bench_al` runs every strategy with every seed (:func:`~frugalseg.engine.al_run.run_al`, resuming
+finished or interrupted runs), trains the fully supervised reference (the whole pool, at least as many
+optimisation steps as a whole run) once per seed, and writes the JSON report and a PNG plot beside it.
 """
 
 from __future__ import annotations
@@ -15,228 +13,26 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from frugalseg.active.expert import CORRECTION_EFFORT, ModelPrediction, SimulatedExpert, scratch_seconds
-from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
-from frugalseg.annotations import Boxes
-from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
+from frugalseg.active.expert import CORRECTION_EFFORT, scratch_seconds
+from frugalseg.active.loop import ActiveLearningConfig
+from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy, versus_random
+from frugalseg.engine.al_run import labelled_cases, round_seed, run_al
 from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.evaluate import IVUS_CLASSES
-from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
+from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa
 from frugalseg.errors import InputError
-from frugalseg.models import create_model
-from frugalseg.models.sqa import SQANet
 
-if TYPE_CHECKING:
-    from frugalseg.foundation import PromptableSegmenter
-
-__all__ = ["bench_al", "run_al"]
+__all__ = ["bench_al"]
 
 QUICK_MAX_POOL = 48
 QUICK_MAX_TEST = 16
-_CHUNK = 16
-_MC_STRATEGIES = ("bald", "predictive_entropy")
-
-
-def _labelled(cases: Sequence[Case]) -> list[Case]:
-    return [case for case in cases if case.label is not None]
-
-
-def _round_seed(seed: int, round_index: int) -> int:
-    return int(np.random.SeedSequence([seed, round_index + 1]).generate_state(1)[0])
-
-
-def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str, mc_samples: int) -> PoolScores:
-    mc = mc_samples if strategy in _MC_STRATEGIES else 0
-    preds = []
-    step = _CHUNK if mc else 4 * _CHUNK  # MC samples hold T probability maps per image
-    for start in range(0, len(cases), step):
-        chunk = cases[start : start + step]
-        preds += predict_with_quality(
-            network, chunk, size=size, mc_samples=mc, keep_maps=False, features=strategy == "coreset", seed=start
-        )
-    scores = {
-        "entropy": np.array([p.entropy for p in preds]),
-        "quality": np.array([p.quality for p in preds]),
-    }
-    if mc:
-        scores["bald"] = np.array([p.bald for p in preds], dtype=np.float64)
-        scores["predictive_entropy"] = np.array([p.predictive_entropy for p in preds], dtype=np.float64)
-    features = np.stack([p.features for p in preds if p.features is not None]) if strategy == "coreset" else None
-    return PoolScores(scores=scores, features=features)
-
-
-def _expert_view(network: SQANet, cases: list[Case], *, size: int) -> list[ModelPrediction]:
-    out = []
-    for p in predict_with_quality(network, cases, size=size):
-        if p.label is None:
-            raise ValueError("predict_with_quality returned no label map although keep_maps is on")
-        out.append(ModelPrediction(label=p.label, error_prob=p.error_prob))
-    return out
-
-
-def _with_box_masks(
-    cases: list[Case], segmenter: PromptableSegmenter, *, seed: int, ivus: bool, made: dict[str, np.ndarray]
-) -> list[Case]:
-    """Cases labelled with boxes carry the foundation model's pseudo-mask of their boxes as their label map.
-
-    Each case's mask is made once (kept in ``made`` by case id) by
-    :func:`~frugalseg.engine.weak_foundation.box_pseudo_mask`; other cases pass through unchanged.
-    """
-    from frugalseg.engine.weak_foundation import box_pseudo_mask  # the foundation model only for box labels
-
-    out = []
-    for case in cases:
-        if case.label is None and case.boxes:
-            if case.case_id not in made:
-                made[case.case_id] = box_pseudo_mask(case, Boxes(tuple(case.boxes)), segmenter, seed=seed, ivus=ivus)
-            case = dataclasses.replace(case, label=made[case.case_id])
-        out.append(case)
-    return out
-
-
-def _load_round(path: Path, model: str, *, in_channels: int, num_classes: int, dropout: float) -> SQANet:
-    network = create_model(model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
-    if not isinstance(network, SQANet):
-        raise InputError(f"model {model!r} is not a segmentation-quality network; use sqa_small or sqa_test")
-    try:
-        network.load_state_dict(load_torch_file(path, what="SQA weights of the previous round"))
-    except (RuntimeError, KeyError) as error:
-        raise InputError(f"{path}: weights do not fit {model!r} ({error}); delete the run folder to restart") from error
-    return network
-
-
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved != json.loads(json.dumps(settings)):
-            raise InputError(f"{path}: this folder holds a run with other settings; use another --out")
-    else:
-        atomic_write_json(path, settings)
-
-
-def run_al(
-    dataset: Dataset,
-    *,
-    strategy: str,
-    initial: int | float,
-    batch: int | float,
-    rounds: int,
-    out_dir: str | Path,
-    seed: int = 0,
-    size: int = 128,
-    epochs_per_round: int = 10,
-    test_cases: Sequence[Case] | None = None,
-    model: str = "sqa_small",
-    cold_start: Literal["random", "diverse"] = "random",
-    acquire: Literal["full", "boxes", "scribbles"] = "full",
-    mc_samples: int = 8,
-    min_steps: int = 0,
-    batch_size: int = 16,
-    lr: float = 3e-3,
-    dropout: float = 0.1,
-    device: str = "cpu",
-    progress: Callable[[dict[str, Any]], None] | None = None,
-    segmenter: PromptableSegmenter | None = None,
-) -> ALResult:
-    """One active-learning run of the SQA network with a simulated expert; resumes an interrupted run.
-
-    The pool is the labelled cases of ``dataset`` (their labels play the expert's knowledge); the test set
-    is ``test_cases`` or, when ``None``, a held-out split by subject of the dataset
-    (:func:`~frugalseg.engine.bench.held_out_split`). Each round fine-tunes the previous round's network
-    (:func:`~frugalseg.engine.sqa_train.fine_tune_sqa`, ``epochs_per_round`` epochs on the labelled cases),
-    evaluates it on the test set (:func:`evaluate_sqa`), scores the pool and lets the expert correct the
-    selected batch, shown the network's prediction and error map.
-
-    Args:
-        initial, batch: fractions of the pool in ``(0, 1)`` or counts (``"2%"`` on the command line is 0.02).
-        acquire: the expert's label: ``"full"`` (the selected images corrected), ``"scribbles"``, or
-            ``"boxes"`` (a box per object, turned into a pseudo-mask by ``segmenter`` before training).
-        mc_samples: MC-dropout passes for ``bald`` and ``predictive_entropy``.
-        min_steps: lower bound on optimisation steps per round.
-        segmenter: ``acquire="boxes"``: the promptable model (default: LiteMedSAM with the cached weights).
-
-    Raises:
-        InputError: bad settings, too few labelled cases, or a folder holding a run with other settings.
-    """
-    if acquire not in ("full", "boxes", "scribbles"):
-        raise InputError(f"acquire={acquire!r}: expected 'full', 'boxes' or 'scribbles'")
-    if acquire == "boxes" and segmenter is None:
-        from frugalseg.engine.weak_foundation import default_segmenter  # loads the foundation model only here
-
-        segmenter = default_segmenter()
-    config = ActiveLearningConfig(
-        strategy=strategy, initial=initial, batch=batch, rounds=rounds, seed=seed, cold_start=cold_start
-    )
-    if test_cases is None:
-        pool, test = held_out_split(dataset, seed=seed)
-    else:
-        pool, test = _labelled(dataset.cases), _labelled(test_cases)
-    if len(pool) < 2 or not test:
-        raise InputError(
-            f"active learning needs >= 2 labelled pool cases and a test case, got {len(pool)}, {len(test)}"
-        )
-    train_config = TrainConfig(model=model, size=size, epochs=epochs_per_round, batch_size=batch_size, lr=lr, seed=seed)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "loop": config.to_dict(),
-        "train": train_config.to_dict(),
-        "acquire": acquire,
-        "mc_samples": mc_samples,
-        "min_steps": min_steps,
-        "dropout": dropout,
-        "num_pool": len(pool),
-        "test_ids": [case.case_id for case in test],
-    }
-    _check_settings(out / "settings.json", settings)
-    num_classes, in_channels = dataset.num_classes, max(case.channels for case in pool)
-    held: dict[str, SQANet] = {}
-    box_masks: dict[str, np.ndarray] = {}
-    ivus = list(dataset.class_names) == IVUS_CLASSES
-
-    def fine_tune(labelled: list[Case], round_index: int) -> SQANet:
-        if segmenter is not None:
-            labelled = _with_box_masks(labelled, segmenter, seed=seed, ivus=ivus, made=box_masks)
-        network = held.get("network")
-        previous = out / f"round_{round_index - 1:02d}.pt"
-        if network is None and previous.exists():  # a resumed run: warm-start from the saved round
-            network = _load_round(previous, model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
-        generator = torch.Generator().manual_seed(_round_seed(seed, round_index))
-        network = fine_tune_sqa(
-            network,
-            labelled,
-            config=train_config,
-            epochs=epochs_per_round,
-            generator=generator,
-            num_classes=num_classes,
-            dropout=dropout,
-            min_steps=min_steps,
-            device=device,
-        )
-        atomic_torch_save(out / f"round_{round_index:02d}.pt", network.state_dict())
-        (out / f"round_{round_index - 2:02d}.pt").unlink(missing_ok=True)
-        held["network"] = network
-        return network
-
-    return run_active_learning(
-        pool,
-        config=config,
-        fine_tune=fine_tune,
-        score=lambda net, cases: _pool_scores(net, cases, size=size, strategy=strategy, mc_samples=mc_samples),
-        evaluate=lambda net: evaluate_sqa(net, test, size=size, class_names=dataset.class_names),
-        expert=SimulatedExpert(acquire=acquire, seed=seed),
-        state_dir=out,
-        predict=lambda net, cases: _expert_view(net, cases, size=size),
-        progress=progress,
-    )
 
 
 def _full_reference(
@@ -267,7 +63,7 @@ def _full_reference(
         pool,
         config=config,
         epochs=options["epochs_per_round"],
-        generator=torch.Generator().manual_seed(_round_seed(seed, -1)),
+        generator=torch.Generator().manual_seed(round_seed(seed, -1)),
         num_classes=dataset.num_classes,
         dropout=options["dropout"],
         min_steps=options["min_steps"] * (options["rounds"] + 1),
@@ -327,7 +123,7 @@ def bench_al(
     if test_cases is None:
         pool, test = held_out_split(pool_dataset, seed=0)
     else:
-        pool, test = _labelled(pool_dataset.cases), _labelled(test_cases)
+        pool, test = labelled_cases(pool_dataset.cases), labelled_cases(test_cases)
     if quick:
         pool = evenly_spaced(pool, QUICK_MAX_POOL)
         test = test[:QUICK_MAX_TEST]

@@ -17,7 +17,7 @@ from typing import Any
 
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.phantom import make_phantom_dataset
-from frugalseg.engine.al_bench import run_al
+from frugalseg.engine.al_run import run_al
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import SegmentationModel
