@@ -312,7 +312,9 @@ def test_mask_to_model_frame_and_loss_of_a_perfect_prediction() -> None:
 def test_finetune_reduces_the_loss_and_reloads_on_top_of_the_base(tmp_path: Path) -> None:
     torch.manual_seed(1)
     segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
-    config = FinetuneConfig(steps=6, lr=2e-3, images_per_step=1, box_jitter=0.05, log_every=3, seed=0)
+    config = FinetuneConfig(
+        steps=6, lr=2e-3, images_per_step=1, box_jitter=0.05, box_margins=(0.0, 2.5, 5.0), log_every=3, seed=0
+    )
     result = finetune_decoder(segmenter, tiny_cases(), tmp_path / "run", config=config)
     assert result.final_loss < result.initial_loss
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

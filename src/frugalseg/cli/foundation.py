@@ -12,6 +12,10 @@ from frugalseg.cli._app import DataOption, FormatOption, app, bench_app, console
 DecoderOption = Annotated[
     Path | None, typer.Option("--decoder", help="A finetune-sam run: use its fine-tuned decoder.")
 ]
+CalibrateMarginOption = Annotated[
+    bool,
+    typer.Option(help="Before fine-tuning, choose the box margin that scores best on the k images."),
+]
 
 
 def _segmenter(decoder: Path | None) -> Any:
@@ -95,20 +99,27 @@ def finetune_sam(
     k: Annotated[int, typer.Option("--k", help="Fully labelled images to fine-tune on.")] = 10,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 300,
     prompt_encoder: Annotated[bool, typer.Option(help="Also train the prompt encoder.")] = False,
+    calibrate_margin: CalibrateMarginOption = False,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:
     """Adapt LiteMedSAM's mask decoder to a domain with k fully labelled images (the encoder stays frozen)."""
     import numpy as np
 
-    from frugalseg.foundation.finetune import FinetuneConfig, finetune_decoder
+    from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, finetune_decoder
 
     dataset = read_data(data, data_format)
     labelled = [case for case in dataset.cases if case.label is not None]
     if len(labelled) < k:
         raise typer.BadParameter(f"--k {k}: the dataset has only {len(labelled)} labelled images")
     chosen = [labelled[i] for i in np.random.default_rng(seed).choice(len(labelled), size=k, replace=False)]
-    config = FinetuneConfig(steps=steps, train_prompt_encoder=prompt_encoder, ivus=_is_ivus(dataset), seed=seed)
+    config = FinetuneConfig(
+        steps=steps,
+        train_prompt_encoder=prompt_encoder,
+        box_margins=MARGIN_CANDIDATES if calibrate_margin else (),
+        ivus=_is_ivus(dataset),
+        seed=seed,
+    )
     result = finetune_decoder(_segmenter(None), chosen, out, config=config, progress=lambda r: console.log(r))
     typer.echo(
         f"box margin {result.box_margin:g}, loss {result.initial_loss:.4f} -> {result.final_loss:.4f} "
@@ -125,19 +136,26 @@ def bench_foundation(
         int | None, typer.Option(help="At most this many held-out and pseudo-labelled images.")
     ] = None,
     finetune_k: Annotated[int, typer.Option(help="Also fine-tune the decoder on k training images (0: skip).")] = 0,
+    calibrate_margin: CalibrateMarginOption = False,
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:
     """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""
     from frugalseg.engine.foundation_bench import bench_foundation as run
+    from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig
 
+    dataset = read_data(data, data_format)
+    finetune_config = None
+    if calibrate_margin:
+        finetune_config = FinetuneConfig(box_margins=MARGIN_CANDIDATES, ivus=_is_ivus(dataset), seed=seed)
     report = run(
-        read_data(data, data_format),
+        dataset,
         json_path,
         quick=quick,
         max_cases=max_cases,
         finetune_k=finetune_k,
+        finetune_config=finetune_config,
         student=student,
         seed=seed,
         log=console.log,

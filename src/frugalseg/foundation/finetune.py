@@ -1,16 +1,17 @@
 """Adapt LiteMedSAM to a domain: fine-tune its mask decoder (optionally its prompt encoder) on k labelled images.
 
-First the box margin is calibrated (:func:`calibrate_box_margin`): how far a box prompt is widened decides
-where the model puts the outline (on HC18, whose ellipses trace the skull's outer edge, the best margin on
-training images is 10 model pixels; on PH2, whose lesion masks follow the pigment, it is 2.5), so each of
-``FinetuneConfig.box_margins`` is scored on the k images with their exact boxes and the best one is kept,
-for the fine-tuning and for prediction. The image encoder is frozen, so each image is encoded once (through an optional
+The image encoder is frozen, so each image is encoded once (through an optional
 :class:`~frugalseg.foundation.EmbeddingCache`) and every step only runs the decoder. Each step draws
 ``images_per_step`` images; every object of an image (an 8-connected component of a class, see
 :func:`object_targets`) is prompted with its ground-truth box jittered by up to ``box_jitter`` of its size
 (:func:`~frugalseg.foundation.prompting.jitter_boxes`). The loss (:func:`dice_bce_loss`) compares the
 decoder's low-resolution logits, cropped to the image inside the 256x256 frame, with the object's mask resized
 to that frame. AdamW with a constant learning rate after a short warm-up.
+
+With ``FinetuneConfig.box_margins`` the box margin is calibrated first (:func:`calibrate_box_margin`): how far
+a box prompt is widened moves the outline (on HC18, whose ellipses trace the skull's outer edge, wider boxes
+help; on PH2, whose masks follow the pigment, they hurt), so each candidate is scored on the k images with their
+exact boxes and the best one is kept, for the fine-tuning and for prediction.
 
 Run directory::
 
@@ -53,6 +54,7 @@ from frugalseg.weights import sha256_file
 
 __all__ = [
     "DECODER_FILE",
+    "MARGIN_CANDIDATES",
     "FinetuneConfig",
     "FinetuneResult",
     "calibrate_box_margin",
@@ -67,6 +69,8 @@ SCHEMA_VERSION = 1
 FORMAT = "frugalseg-litemedsam-decoder"
 DECODER_FILE = "decoder.pt"
 _EIGHT = np.ones((3, 3), dtype=bool)
+MARGIN_CANDIDATES = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
+"""The box margins (model pixels) ``--calibrate-margin`` scores."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +84,8 @@ class FinetuneConfig:
         images_per_step: images whose objects make one step's loss.
         box_jitter: each box side moves by up to this fraction of the box size (0: exact boxes).
         box_margins: candidate box margins (model pixels, see :data:`~frugalseg.foundation.preprocess.BOX_MARGIN`)
-            scored before training; the best becomes the segmenter's. Empty: keep the segmenter's margin.
+            scored before training (e.g. :data:`MARGIN_CANDIDATES`); the best becomes the segmenter's. Empty (the
+            default): keep the segmenter's margin.
         train_prompt_encoder: also train the prompt encoder (its Fourier matrix is a buffer and stays fixed).
         ivus: objects are the lumen and the whole vessel (lumen + wall) instead of each class.
         min_pixels: objects smaller than this are not used.
@@ -93,7 +98,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     images_per_step: int = 2
     box_jitter: float = 0.1
-    box_margins: tuple[float, ...] = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
+    box_margins: tuple[float, ...] = ()
     train_prompt_encoder: bool = False
     ivus: bool = False
     min_pixels: int = 16
