@@ -262,10 +262,15 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
         epochs_per_round=1,
         model="sqa_test",
         batch_size=4,
+        cold_start="diverse",
         log=lambda _line: None,
     )
     saved = json.loads(json_path.read_text())
-    assert set(saved) >= {"strategies", "quality", "effort", "full", "num_pool", "num_test"}
+    assert set(saved) >= {"strategies", "quality", "effort", "full", "num_pool", "num_test", "versus_random"}
+    assert saved["settings"]["cold_start"] == "diverse"
+    run_settings = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "settings.json").read_text())
+    assert run_settings["loop"]["cold_start"] == "diverse"  # passed down to every run
+    assert saved["versus_random"] == {}  # the curves start above 5 % labelled: nothing to compare there
     assert set(saved["strategies"]) == {"random", "sqa"}
     sqa = saved["strategies"]["sqa"]
     assert [p["fraction"] for p in sqa["curve"]] == pytest.approx([1 / 18, 3 / 18])
