@@ -291,7 +291,9 @@ def _calibrate(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item], margins: 
             segmenter.box_margin = margin
             scores[margin] = _mean_dice(segmenter, items)
     finally:
-        segmenter.box_margin = max(scores, key=lambda m: (scores[m], -m)) if scores else original
+        segmenter.box_margin = original  # also when scoring fails
+    if scores:
+        segmenter.box_margin = max(scores, key=lambda m: (scores[m], -m))
     return scores
 
 
