@@ -23,12 +23,12 @@ from frugalseg.engine.foundation_bench import bench_foundation
 from frugalseg.errors import InputError
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction
 from frugalseg.foundation import litemedsam as litemedsam_module
+from frugalseg.foundation.decoder_file import load_finetuned
 from frugalseg.foundation.finetune import (
     FinetuneConfig,
     calibrate_box_margin,
     dice_bce_loss,
     finetune_decoder,
-    load_finetuned,
     mask_to_model_frame,
     object_targets,
 )

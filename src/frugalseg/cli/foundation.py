@@ -20,7 +20,7 @@ CalibrateMarginOption = Annotated[
 
 def _segmenter(decoder: Path | None) -> Any:
     from frugalseg.foundation import LiteMedSAMSegmenter
-    from frugalseg.foundation.finetune import load_finetuned
+    from frugalseg.foundation.decoder_file import load_finetuned
 
     return LiteMedSAMSegmenter.from_cache() if decoder is None else load_finetuned(decoder)
 
@@ -143,19 +143,14 @@ def bench_foundation(
 ) -> None:
     """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""
     from frugalseg.engine.foundation_bench import bench_foundation as run
-    from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig
 
-    dataset = read_data(data, data_format)
-    finetune_config = None
-    if calibrate_margin:
-        finetune_config = FinetuneConfig(box_margins=MARGIN_CANDIDATES, ivus=_is_ivus(dataset), seed=seed)
     report = run(
-        dataset,
+        read_data(data, data_format),
         json_path,
         quick=quick,
         max_cases=max_cases,
         finetune_k=finetune_k,
-        finetune_config=finetune_config,
+        calibrate_margin=calibrate_margin,
         student=student,
         seed=seed,
         log=console.log,

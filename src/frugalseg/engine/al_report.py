@@ -137,16 +137,16 @@ def versus_random(strategies: Mapping[str, Mapping[str, Any]], seeds: Sequence[i
         if name == "random" or not values or None in values:
             continue
         differences = [float(v - b) for v, b in zip(values, baseline, strict=True)]
-        lead = float(np.mean(differences))
+        lead, paired_spread = float(np.mean(differences)), spread(differences)
         curve_spread = max(float(summary["dice_at_5pct_spread"]), float(strategies["random"]["dice_at_5pct_spread"]))
         report[name] = {
             "seeds": list(seeds),
             "difference_at_5pct_by_seed": differences,
             "difference_mean": lead,
-            "difference_spread": spread(differences),
+            "difference_spread": paired_spread,
             "curve_spread": curve_spread,
             "beats_random_by_more_than_curve_spread": lead > curve_spread,
-            "beats_random_by_more_than_difference_spread": lead > spread(differences),
+            "beats_random_by_more_than_difference_spread": lead > paired_spread,
         }
     return report
 

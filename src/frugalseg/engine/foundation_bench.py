@@ -50,7 +50,7 @@ from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.train import train
 from frugalseg.errors import InputError
 from frugalseg.foundation import CachedSegmenter, EmbeddingCache, LiteMedSAMSegmenter, PromptableSegmenter
-from frugalseg.foundation.finetune import FinetuneConfig, finetune_decoder
+from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, finetune_decoder
 from frugalseg.foundation.prompting import ObjectPrompts, ivus_prompts, prompts_from_boxes, prompts_from_points
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.pseudolabel import combine_by_class, load_pseudolabels, pseudolabel_dataset
@@ -252,6 +252,7 @@ def bench_foundation(
     embedding_cache: str | Path | None = None,
     finetune_k: int = 0,
     finetune_config: FinetuneConfig | None = None,
+    calibrate_margin: bool = False,
     student: bool = False,
     student_config: TrainConfig | None = None,
     log: Callable[[str], Any] = print,
@@ -269,7 +270,8 @@ def bench_foundation(
         segmenter: the model (default: the cached LiteMedSAM weights).
         embedding_cache: embedding cache folder (default: a temporary folder, removed at the end).
         finetune_k: fine-tune the decoder on this many training images and score again (0: skip).
-        finetune_config: settings of that fine-tuning.
+        finetune_config: settings of that fine-tuning (default: ``FinetuneConfig`` with ``seed``).
+        calibrate_margin: the default fine-tuning first calibrates the box margin (:data:`MARGIN_CANDIDATES`).
         student: train the pseudo-mask student and the fully supervised reference (slow).
         student_config: their training settings (default ``TrainConfig(seed=seed)``, 3 epochs when quick).
         log: progress lines.
@@ -295,8 +297,10 @@ def bench_foundation(
         cached = CachedSegmenter(segmenter, cache)
         finetuned: dict[str, Any] | None = None
         if finetune_k > 0:
+            margins = MARGIN_CANDIDATES if calibrate_margin else ()
+            tuning = finetune_config or FinetuneConfig(seed=seed, ivus=ivus, box_margins=margins)
             finetuned = _finetuned(
-                segmenter, dataset, train_cases, test_cases, cache, stem, finetune_k, ivus, seed, finetune_config, log
+                segmenter, dataset, train_cases, test_cases, cache, stem, finetune_k, ivus, seed, tuning, log
             )
         log(f"pseudo-masks from tight boxes on {len(train_cases)} training images")
         pseudo_dir = Path(f"{stem}-pseudo")
@@ -354,7 +358,7 @@ def _finetuned(
     k: int,
     ivus: bool,
     seed: int,
-    config: FinetuneConfig | None,
+    config: FinetuneConfig,
     log: Callable[[str], Any],
 ) -> dict[str, Any]:
     """Fine-tune a copy of the decoder on ``k`` training images, then score box and jittered-box prompts."""
@@ -363,7 +367,6 @@ def _finetuned(
     tuned = LiteMedSAMSegmenter(
         copy.deepcopy(segmenter.model), weights_sha256=segmenter.weights_sha256, box_margin=segmenter.box_margin
     )
-    config = config or FinetuneConfig(seed=seed, ivus=ivus)
     chosen = [train_cases[i] for i in np.random.default_rng(seed).permutation(len(train_cases))[:k]]
     log(f"fine-tuning the decoder on {len(chosen)} training images ({config.steps} steps)")
     result = finetune_decoder(tuned, chosen, Path(f"{stem}-finetune"), config=config, cache=cache)

@@ -22,13 +22,11 @@ Run directory::
                            candidate margin, seconds, case ids
     run_dir/log.jsonl      training loss every ``log_every`` steps
 
-:func:`load_finetuned` puts ``decoder.pt`` on top of the base weights, after checking they are the weights it
-was trained from. The image encoder is unchanged, so cached embeddings stay valid.
+:func:`~frugalseg.foundation.decoder_file.load_finetuned` puts ``decoder.pt`` on top of the base weights.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -41,11 +39,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from frugalseg.atomic import append_jsonl, atomic_torch_save, atomic_write_json, load_torch_file
+from frugalseg.atomic import append_jsonl, atomic_write_json
 from frugalseg.data.case import IGNORE, Case
 from frugalseg.errors import InputError
 from frugalseg.foundation.cache import CachedSegmenter, EmbeddingCache
-from frugalseg.foundation.litemedsam import IMAGE_SIZE, MODEL_ID, LiteMedSAMSegmenter
+from frugalseg.foundation.decoder_file import DECODER_FILE, save_decoder
+from frugalseg.foundation.litemedsam import IMAGE_SIZE, LiteMedSAMSegmenter
 from frugalseg.foundation.preprocess import boxes_to_model_frame
 from frugalseg.foundation.prompting import IVUS_LUMEN, jitter_boxes
 from frugalseg.foundation.prompts import Embedding
@@ -53,21 +52,17 @@ from frugalseg.optim import optimiser_step
 from frugalseg.weights import sha256_file
 
 __all__ = [
-    "DECODER_FILE",
     "MARGIN_CANDIDATES",
     "FinetuneConfig",
     "FinetuneResult",
     "calibrate_box_margin",
     "dice_bce_loss",
     "finetune_decoder",
-    "load_finetuned",
     "mask_to_model_frame",
     "object_targets",
 ]
 
 SCHEMA_VERSION = 1
-FORMAT = "frugalseg-litemedsam-decoder"
-DECODER_FILE = "decoder.pt"
 _EIGHT = np.ones((3, 3), dtype=bool)
 MARGIN_CANDIDATES = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
 """The box margins (model pixels) ``--calibrate-margin`` scores."""
@@ -380,7 +375,7 @@ def finetune_decoder(
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
     final = _evaluation_loss(segmenter, items)
-    _save_decoder(segmenter, run_dir, config)
+    save_decoder(segmenter, run_dir, with_prompt_encoder=config.train_prompt_encoder)
     seconds = time.perf_counter() - started
     atomic_write_json(
         run_dir / "metrics.json",
@@ -405,72 +400,4 @@ def finetune_decoder(
         final_loss=final,
         steps=config.steps,
         seconds=seconds,
-    )
-
-
-def _save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, config: FinetuneConfig) -> None:
-    model = segmenter.model
-    bundle: dict[str, Any] = {
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "base_model_id": segmenter.model_id,
-        "base_weights_sha256": segmenter.weights_sha256,
-        "box_margin": float(segmenter.box_margin),
-        "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
-    }
-    if config.train_prompt_encoder:
-        bundle["prompt_encoder"] = {k: v.detach().cpu().clone() for k, v in model.prompt_encoder.state_dict().items()}
-    atomic_torch_save(run_dir / DECODER_FILE, bundle)
-
-
-def load_finetuned(
-    run_dir: str | Path,
-    *,
-    base: LiteMedSAMSegmenter | None = None,
-    cache: str | Path | None = None,
-    device: str | torch.device = "cpu",
-) -> LiteMedSAMSegmenter:
-    """A LiteMedSAM segmenter with the fine-tuned decoder of ``run_dir`` on top of the base weights.
-
-    The segmenter widens boxes by the margin the run calibrated (the base's margin for a run saved without one).
-
-    Args:
-        run_dir: a folder written by :func:`finetune_decoder`.
-        base: the base segmenter (copied, never modified); default: the verified cached LiteMedSAM weights.
-        cache: weights cache folder for the default base.
-        device: where the returned model runs.
-
-    Raises:
-        InputError: a missing or unreadable ``decoder.pt``, a file of another format, decoder weights made
-            for other base weights, or weights that do not match the architecture.
-    """
-    run_dir = Path(run_dir)
-    bundle = load_torch_file(run_dir / DECODER_FILE, what="a fine-tuned LiteMedSAM decoder (decoder.pt)")
-    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT or "mask_decoder" not in bundle:
-        raise InputError(f"{run_dir / DECODER_FILE}: not a frugalseg fine-tuned decoder (format {FORMAT!r})")
-    if base is None:
-        base = LiteMedSAMSegmenter.from_cache(cache, device=device)
-    if bundle.get("base_model_id") != MODEL_ID or bundle.get("base_weights_sha256") != base.weights_sha256:
-        raise InputError(
-            f"{run_dir / DECODER_FILE} was fine-tuned from weights {bundle.get('base_weights_sha256')!r}, "
-            f"not the base weights {base.weights_sha256!r}"
-        )
-    model = copy.deepcopy(base.model).cpu()
-    parts: list[tuple[str, torch.nn.Module]] = [("mask_decoder", model.mask_decoder)]
-    if "prompt_encoder" in bundle:
-        parts.append(("prompt_encoder", model.prompt_encoder))
-    for name, module in parts:
-        try:
-            module.load_state_dict(bundle[name], strict=True)
-        except (RuntimeError, TypeError, AttributeError) as error:
-            detail = str(error).strip().splitlines()
-            raise InputError(
-                f"{run_dir / DECODER_FILE}: {name} does not match LiteMedSAM ({detail[0] if detail else error})"
-            ) from error
-    return LiteMedSAMSegmenter(
-        model,
-        weights_sha256=base.weights_sha256,
-        device=device,
-        max_objects_per_batch=base.max_objects_per_batch,
-        box_margin=float(bundle.get("box_margin", base.box_margin)),
     )

@@ -1,0 +1,95 @@
+"""The file of a fine-tuned LiteMedSAM decoder: ``run_dir/decoder.pt``, written by
+:func:`~frugalseg.foundation.finetune.finetune_decoder`.
+
+``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "mask_decoder": state_dict,
+"prompt_encoder": state_dict (only when trained)}``. :func:`load_finetuned` puts it on top of the base weights,
+after checking they are the weights it was trained from. The image encoder is unchanged, so cached embeddings
+stay valid.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from frugalseg.atomic import atomic_torch_save, load_torch_file
+from frugalseg.errors import InputError
+from frugalseg.foundation.litemedsam import MODEL_ID, LiteMedSAMSegmenter
+
+__all__ = ["DECODER_FILE", "load_finetuned", "save_decoder"]
+
+SCHEMA_VERSION = 1
+FORMAT = "frugalseg-litemedsam-decoder"
+DECODER_FILE = "decoder.pt"
+
+
+def save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, *, with_prompt_encoder: bool) -> None:
+    """Write ``run_dir/decoder.pt``: the decoder (and prompt encoder) weights, the base's identity, the box margin."""
+    model = segmenter.model
+    bundle: dict[str, Any] = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "base_model_id": segmenter.model_id,
+        "base_weights_sha256": segmenter.weights_sha256,
+        "box_margin": float(segmenter.box_margin),
+        "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
+    }
+    if with_prompt_encoder:
+        bundle["prompt_encoder"] = {k: v.detach().cpu().clone() for k, v in model.prompt_encoder.state_dict().items()}
+    atomic_torch_save(run_dir / DECODER_FILE, bundle)
+
+
+def load_finetuned(
+    run_dir: str | Path,
+    *,
+    base: LiteMedSAMSegmenter | None = None,
+    cache: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> LiteMedSAMSegmenter:
+    """A LiteMedSAM segmenter with the fine-tuned decoder of ``run_dir`` on top of the base weights.
+
+    The segmenter widens boxes by the margin the run calibrated (the base's margin for a run saved without one).
+
+    Args:
+        run_dir: a folder written by :func:`finetune_decoder`.
+        base: the base segmenter (copied, never modified); default: the verified cached LiteMedSAM weights.
+        cache: weights cache folder for the default base.
+        device: where the returned model runs.
+
+    Raises:
+        InputError: a missing or unreadable ``decoder.pt``, a file of another format, decoder weights made
+            for other base weights, or weights that do not match the architecture.
+    """
+    run_dir = Path(run_dir)
+    bundle = load_torch_file(run_dir / DECODER_FILE, what="a fine-tuned LiteMedSAM decoder (decoder.pt)")
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT or "mask_decoder" not in bundle:
+        raise InputError(f"{run_dir / DECODER_FILE}: not a frugalseg fine-tuned decoder (format {FORMAT!r})")
+    if base is None:
+        base = LiteMedSAMSegmenter.from_cache(cache, device=device)
+    if bundle.get("base_model_id") != MODEL_ID or bundle.get("base_weights_sha256") != base.weights_sha256:
+        raise InputError(
+            f"{run_dir / DECODER_FILE} was fine-tuned from weights {bundle.get('base_weights_sha256')!r}, "
+            f"not the base weights {base.weights_sha256!r}"
+        )
+    model = copy.deepcopy(base.model).cpu()
+    parts: list[tuple[str, torch.nn.Module]] = [("mask_decoder", model.mask_decoder)]
+    if "prompt_encoder" in bundle:
+        parts.append(("prompt_encoder", model.prompt_encoder))
+    for name, module in parts:
+        try:
+            module.load_state_dict(bundle[name], strict=True)
+        except (RuntimeError, TypeError, AttributeError) as error:
+            detail = str(error).strip().splitlines()
+            raise InputError(
+                f"{run_dir / DECODER_FILE}: {name} does not match LiteMedSAM ({detail[0] if detail else error})"
+            ) from error
+    return LiteMedSAMSegmenter(
+        model,
+        weights_sha256=base.weights_sha256,
+        device=device,
+        max_objects_per_batch=base.max_objects_per_batch,
+        box_margin=float(bundle.get("box_margin", base.box_margin)),
+    )
