@@ -21,7 +21,7 @@ from frugalseg.data.images import read_mask
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.foundation_bench import bench_foundation
 from frugalseg.errors import InputError
-from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction
+from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
 from frugalseg.foundation import litemedsam as litemedsam_module
 from frugalseg.foundation.decoder_file import load_finetuned
 from frugalseg.foundation.finetune import (
@@ -54,6 +54,7 @@ from frugalseg.foundation.pseudolabel import (
 )
 from frugalseg.foundation.tiny_vit import TinyViT
 from frugalseg.foundation.tiny_vit_fast import encode_fast
+from frugalseg.foundation.zoom import segment_zoomed, zoom_crops, zoom_window
 
 H, W = 40, 60
 
@@ -365,6 +366,67 @@ def test_the_calibrated_margin_undoes_a_model_that_draws_inside_its_box(monkeypa
     assert calibrate_box_margin(segmenter, cases, ()) == {} and segmenter.box_margin == 5.0
     with pytest.raises(InputError, match="box_margins"):
         FinetuneConfig(box_margins=(2.5, -1.0))
+
+
+# ------------------------------------------------------------------------------------------------ zoom
+
+
+def test_zoom_window_is_a_centred_square_clipped_to_the_image_and_holds_the_box() -> None:
+    assert zoom_window((20, 10, 30, 14), (40, 60), 1.5) == (slice(4, 20), slice(17, 33))  # side 15 around (25, 12)
+    rows, cols = zoom_window((0, 0, 50, 38), (40, 60), 1.2)  # clipped at every side
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 40, 0, 55)
+    rows, cols = zoom_window((10, 5, 40, 35), (40, 60), 1.0)
+    assert rows.start <= 5 and rows.stop >= 35 and cols.start <= 10 and cols.stop >= 40
+    with pytest.raises(InputError, match="zoom context"):
+        zoom_window((10, 5, 40, 35), (40, 60), 0.9)
+
+
+def test_segment_zoomed_maps_each_crop_prediction_back_to_its_place() -> None:
+    stub = StubSegmenter(follow_box=True)
+    image = np.zeros((H, W), dtype=np.uint8)
+    boxes = np.array([[20.0, 10.0, 30.0, 14.0], [0.0, 25.0, 8.0, 40.0]])
+    prediction = segment_zoomed(stub, image, Prompts(boxes=boxes), context=1.5)
+    assert prediction.masks.shape == (2, H, W) and stub.encoded == 2  # one crop per object
+    for index, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+        np.testing.assert_array_equal(prediction.masks[index].numpy(), box_mask((x0, y0, x1, y1)))
+    assert float(prediction.logits[0, 0, 0]) < 0  # outside the first object's window: background
+    with pytest.raises(InputError, match="box"):
+        segment_zoomed(stub, image, Prompts.from_points([[(5.0, 5.0)]], [[1]]), context=1.5)
+
+
+def test_zoom_crops_hold_the_object_once_exactly_and_around_jittered_boxes() -> None:
+    case = tiny_cases()[0]
+    rows, cols = np.nonzero(case.label)
+    box = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], dtype=np.float64)
+    crops = zoom_crops(case, box, context=1.5, views=3, jitter=0.1, rng=np.random.default_rng(0))
+    assert len(crops) == 4 and len({crop.case_id for crop in crops}) == 4
+    assert crops[0].label.sum() == case.label.sum()  # the exact window holds the whole object
+    assert crops[0].image.shape == crops[0].label.shape == (29, 29)  # 1.5 x the disc's 19 px, rounded out
+    assert all(crop.image.shape == crop.label.shape for crop in crops)
+    assert len({crop.image.shape for crop in crops}) > 1  # jittered boxes move and resize the window
+
+
+def test_finetune_with_zoom_records_it_and_pseudolabels_go_through_crops(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
+    config = FinetuneConfig(steps=2, images_per_step=1, zoom=1.5, zoom_views=1, log_every=1, seed=0)
+    finetune_decoder(segmenter, tiny_cases(), tmp_path / "run", config=config)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["zoom"] == 1.5
+    loaded = load_finetuned(
+        tmp_path / "run", base=LiteMedSAMSegmenter(segmenter.model, weights_sha256=segmenter.weights_sha256)
+    )
+    assert loaded.zoom == 1.5 and segmenter.zoom == 1.5
+    with pytest.raises(InputError, match="zoom"):
+        FinetuneConfig(zoom=0.5)
+    stub = StubSegmenter(follow_box=True)
+    stub.zoom = 1.5
+    objects = prompts_from_boxes(Boxes([Box(xmin=20, ymin=10, xmax=30, ymax=14)]), (H, W))
+    label, records = pseudolabel_case(
+        stub, np.zeros((H, W), np.uint8), objects, jitter_trials=2, rng=np.random.default_rng(0)
+    )
+    assert stub.encoded == 3  # the prompt and two jittered copies, each from its own crop
+    np.testing.assert_array_equal(label == 1, box_mask((20, 10, 30, 14)))
+    assert records[0]["stability"] is not None
 
 
 # ----------------------------------------------------------------------------------- fast encoder path

@@ -7,7 +7,8 @@ On the held-out split (:func:`frugalseg.engine.bench.held_out_split`), prompts s
 * ``zero_shot.points``: one interior click per class, points only;
 * ``zero_shot.points_box``: three interior clicks per class, the padded box around them plus the clicks;
 * ``finetuned`` (``finetune_k > 0``): ``box`` and ``box_jitter`` again after fine-tuning the mask decoder on
-  ``finetune_k`` training images (:mod:`frugalseg.foundation.finetune`).
+  ``finetune_k`` training images (:mod:`frugalseg.foundation.finetune`); with ``zoom``, trained on and
+  predicting from box-centred crops (:mod:`frugalseg.foundation.zoom`), the crop centred on the given box.
 
 On the training split: ``pseudo``, the Dice of pseudo-masks made from tight boxes
 (:func:`~frugalseg.foundation.pseudolabel.pseudolabel_dataset`, with its confidence filter) against the ground
@@ -54,6 +55,7 @@ from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, fin
 from frugalseg.foundation.prompting import ObjectPrompts, ivus_prompts, prompts_from_boxes, prompts_from_points
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.pseudolabel import combine_by_class, load_pseudolabels, pseudolabel_dataset
+from frugalseg.foundation.zoom import segment_zoomed
 from frugalseg.metrics import case_metrics, dice_score, summarise
 
 __all__ = ["BOX_JITTER", "VARIANTS", "bench_foundation", "bench_student", "box_annotation", "prompt_variants"]
@@ -253,6 +255,7 @@ def bench_foundation(
     finetune_k: int = 0,
     finetune_config: FinetuneConfig | None = None,
     calibrate_margin: bool = False,
+    zoom: float = 0.0,
     student: bool = False,
     student_config: TrainConfig | None = None,
     log: Callable[[str], Any] = print,
@@ -272,6 +275,8 @@ def bench_foundation(
         finetune_k: fine-tune the decoder on this many training images and score again (0: skip).
         finetune_config: settings of that fine-tuning (default: ``FinetuneConfig`` with ``seed``).
         calibrate_margin: the default fine-tuning first calibrates the box margin (:data:`MARGIN_CANDIDATES`).
+        zoom: the default fine-tuning learns from box-centred crops of this context, and the fine-tuned
+            decoder is scored on them (:mod:`frugalseg.foundation.zoom`; 0: whole images).
         student: train the pseudo-mask student and the fully supervised reference (slow).
         student_config: their training settings (default ``TrainConfig(seed=seed)``, 3 epochs when quick).
         log: progress lines.
@@ -298,7 +303,7 @@ def bench_foundation(
         finetuned: dict[str, Any] | None = None
         if finetune_k > 0:
             margins = MARGIN_CANDIDATES if calibrate_margin else ()
-            tuning = finetune_config or FinetuneConfig(seed=seed, ivus=ivus, box_margins=margins)
+            tuning = finetune_config or FinetuneConfig(seed=seed, ivus=ivus, box_margins=margins, zoom=zoom)
             finetuned = _finetuned(
                 segmenter, dataset, train_cases, test_cases, cache, stem, finetune_k, ivus, seed, tuning, log
             )
@@ -374,16 +379,23 @@ def _finetuned(
     rows: dict[str, list[dict[str, Any]]] = {"box": [], "box_jitter": []}
     for index, case in enumerate(test_cases):
         assert case.label is not None
-        embedding = cached.encode(case.image)
+        embedding = None if tuned.zoom else cached.encode(case.image)
         variants = prompt_variants(case.label, ivus=ivus, rng=np.random.default_rng([seed, index]))
         for name in rows:
-            label, _ = _predict_label(tuned, embedding, variants[name], ivus=ivus)
+            objects = variants[name]
+            if objects is None or embedding is not None:
+                label, _ = _predict_label(tuned, embedding or cached.encode(case.image), objects, ivus=ivus)
+            else:
+                zoomed = segment_zoomed(tuned, case.image, objects.prompts, context=tuned.zoom, encode=cached.encode)
+                keep = np.ones(objects.num_objects, dtype=bool)
+                label = combine_by_class(zoomed, objects.classes, keep=keep, ivus=ivus)
             rows[name].append(_metrics(label, case, dataset))
     return {
         "k": len(chosen),
         "case_ids": [case.case_id for case in chosen],
         "run_dir": str(result.run_dir),
         "box_margin": result.box_margin,
+        "zoom": tuned.zoom,
         "initial_loss": result.initial_loss,
         "final_loss": result.final_loss,
         "train_seconds": result.seconds,

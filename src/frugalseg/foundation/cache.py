@@ -128,6 +128,11 @@ class CachedSegmenter:
     def weights_sha256(self) -> str:
         return self.segmenter.weights_sha256
 
+    @property
+    def zoom(self) -> float:
+        """The wrapped segmenter's zoom context (:mod:`frugalseg.foundation.zoom`; 0: whole images)."""
+        return float(getattr(self.segmenter, "zoom", 0.0))
+
     def key(self, image: np.ndarray) -> str:
         """Cache key of ``image`` for the wrapped segmenter."""
         return embedding_key(image, model_id=self.model_id, weights_sha256=self.weights_sha256)

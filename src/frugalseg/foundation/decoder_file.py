@@ -1,7 +1,7 @@
 """The file of a fine-tuned LiteMedSAM decoder: ``run_dir/decoder.pt``, written by
 :func:`~frugalseg.foundation.finetune.finetune_decoder`.
 
-``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "mask_decoder": state_dict,
+``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "mask_decoder": state_dict,
 "prompt_encoder": state_dict (only when trained)}``. :func:`load_finetuned` puts it on top of the base weights,
 after checking they are the weights it was trained from. The image encoder is unchanged, so cached embeddings
 stay valid.
@@ -35,6 +35,7 @@ def save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, *, with_prompt_e
         "base_model_id": segmenter.model_id,
         "base_weights_sha256": segmenter.weights_sha256,
         "box_margin": float(segmenter.box_margin),
+        "zoom": float(segmenter.zoom),
         "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
     }
     if with_prompt_encoder:
@@ -51,7 +52,8 @@ def load_finetuned(
 ) -> LiteMedSAMSegmenter:
     """A LiteMedSAM segmenter with the fine-tuned decoder of ``run_dir`` on top of the base weights.
 
-    The segmenter widens boxes by the margin the run calibrated (the base's margin for a run saved without one).
+    The segmenter widens boxes by the margin the run calibrated (the base's margin for a run saved without one)
+    and carries the zoom context it was trained at (``segmenter.zoom``, 0 for whole images).
 
     Args:
         run_dir: a folder written by :func:`finetune_decoder`.
@@ -92,4 +94,5 @@ def load_finetuned(
         device=device,
         max_objects_per_batch=base.max_objects_per_batch,
         box_margin=float(bundle.get("box_margin", base.box_margin)),
+        zoom=float(bundle.get("zoom", 0.0)),
     )

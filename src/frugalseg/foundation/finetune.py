@@ -13,10 +13,14 @@ a box prompt is widened moves the outline (on HC18, whose ellipses trace the sku
 help; on PH2, whose masks follow the pigment, they hurt), so each candidate is scored on the k images with their
 exact boxes and the best one is kept, for the fine-tuning and for prediction.
 
+With ``FinetuneConfig.zoom`` the decoder learns from box-centred crops (:mod:`frugalseg.foundation.zoom`), each
+object once around its exact box and ``zoom_views`` times around jittered copies, so it outlines objects on
+the finer grid a crop gives; predict with :func:`~frugalseg.foundation.zoom.segment_zoomed` at the same context.
+
 Run directory::
 
     run_dir/config.json    the FinetuneConfig (frozen, with schema version)
-    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "mask_decoder":
+    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "mask_decoder":
                             state_dict, "prompt_encoder": state_dict (only when trained)}
     run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), the Dice of each
                            candidate margin, seconds, case ids
@@ -48,6 +52,7 @@ from frugalseg.foundation.litemedsam import IMAGE_SIZE, LiteMedSAMSegmenter
 from frugalseg.foundation.preprocess import boxes_to_model_frame
 from frugalseg.foundation.prompting import IVUS_LUMEN, jitter_boxes
 from frugalseg.foundation.prompts import Embedding
+from frugalseg.foundation.zoom import zoom_crops
 from frugalseg.optim import optimiser_step
 from frugalseg.weights import sha256_file
 
@@ -82,6 +87,12 @@ class FinetuneConfig:
             scored before training (e.g. :data:`MARGIN_CANDIDATES`); the best becomes the segmenter's. Empty (the
             default): keep the segmenter's margin.
         train_prompt_encoder: also train the prompt encoder (its Fourier matrix is a buffer and stays fixed).
+        zoom: train on box-centred crops of this context (window side over the box's longest side, see
+            :mod:`frugalseg.foundation.zoom`) instead of whole images; 0 (the default): whole images. The
+            decoder file records it and predictions with that decoder should go through
+            :func:`~frugalseg.foundation.zoom.segment_zoomed`.
+        zoom_views: with ``zoom``, crops per object around jittered copies of its box (besides the exact one),
+            so the decoder sees the windows a user's imprecise box makes.
         ivus: objects are the lumen and the whole vessel (lumen + wall) instead of each class.
         min_pixels: objects smaller than this are not used.
         log_every: steps between log records.
@@ -95,6 +106,8 @@ class FinetuneConfig:
     box_jitter: float = 0.1
     box_margins: tuple[float, ...] = ()
     train_prompt_encoder: bool = False
+    zoom: float = 0.0
+    zoom_views: int = 3
     ivus: bool = False
     min_pixels: int = 16
     log_every: int = 10
@@ -109,6 +122,8 @@ class FinetuneConfig:
             "images_per_step": self.images_per_step >= 1,
             "box_jitter": 0.0 <= self.box_jitter < 0.5,
             "box_margins": all(np.isfinite(m) and m >= 0 for m in self.box_margins),
+            "zoom": self.zoom == 0 or self.zoom >= 1,
+            "zoom_views": self.zoom_views >= 0,
             "min_pixels": self.min_pixels >= 1,
             "log_every": self.log_every >= 1,
         }
@@ -215,15 +230,33 @@ def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], con
         if not objects:
             continue
         embedding = encode(case.image)
-        boxes = []
-        for _, mask in objects:
-            rows, cols = np.nonzero(mask)
-            boxes.append((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+        boxes = [_mask_box(mask) for _, mask in objects]
         targets = torch.stack([mask_to_model_frame(mask, embedding.resized_size) for _, mask in objects])
         items.append(_Item(embedding, np.asarray(boxes, dtype=np.float64), targets))
     if not items:
         raise InputError(f"none of the {len(cases)} cases has an object of at least {config.min_pixels} pixels")
     return items
+
+
+def _zoomed(cases: Sequence[Case], config: FinetuneConfig) -> list[Case]:
+    """The training crops of ``cases`` around their objects' boxes (:func:`~frugalseg.foundation.zoom.zoom_crops`)."""
+    crops: list[Case] = []
+    for index, case in enumerate(cases):
+        if case.label is None:
+            raise InputError(f"case {case.case_id} has no label map; fine-tuning needs fully labelled images")
+        objects = object_targets(case.label, ivus=config.ivus, min_pixels=config.min_pixels)
+        boxes = np.array([_mask_box(mask) for _, mask in objects], dtype=np.float64).reshape(-1, 4)
+        rng = np.random.default_rng([config.seed, index])
+        crops += zoom_crops(
+            case, boxes, context=config.zoom, views=config.zoom_views, jitter=config.box_jitter, rng=rng
+        )
+    return crops
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The tight ``(xmin, ymin, xmax, ymax)`` box (max exclusive) of a non-empty mask."""
+    rows, cols = np.nonzero(mask)
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
 
 
 def _item_logits(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
@@ -336,7 +369,7 @@ def finetune_decoder(
     run_dir = Path(run_dir)
     started = time.perf_counter()
     encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
-    items = _items(cases, encode, config)
+    items = _items(_zoomed(cases, config) if config.zoom else cases, encode, config)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     (run_dir / "log.jsonl").unlink(missing_ok=True)
     margin_dice = _calibrate(segmenter, items, config.box_margins)
@@ -375,12 +408,14 @@ def finetune_decoder(
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
     final = _evaluation_loss(segmenter, items)
+    segmenter.zoom = config.zoom
     save_decoder(segmenter, run_dir, with_prompt_encoder=config.train_prompt_encoder)
     seconds = time.perf_counter() - started
     atomic_write_json(
         run_dir / "metrics.json",
         {
             "box_margin": segmenter.box_margin,
+            "zoom": config.zoom,
             "margin_dice": {str(margin): dice for margin, dice in margin_dice.items()},
             "initial_loss": initial,
             "final_loss": final,

@@ -134,6 +134,8 @@ class LiteMedSAMSegmenter:
         device: where the model runs.
         max_objects_per_batch: objects decoded together (bounds memory for many prompts).
         box_margin: model-frame pixels each box side is widened by (see :data:`.preprocess.BOX_MARGIN`).
+        zoom: the box-centred crop context its decoder was fine-tuned at (:mod:`.zoom`); 0, the default, for
+            whole images. ``predict`` does not crop: callers route a zoom decoder through ``segment_zoomed``.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class LiteMedSAMSegmenter:
         device: str | torch.device = "cpu",
         max_objects_per_batch: int = 16,
         box_margin: float = BOX_MARGIN,
+        zoom: float = 0.0,
     ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
@@ -151,6 +154,7 @@ class LiteMedSAMSegmenter:
         self.model = model.to(self.device).eval()
         self.max_objects_per_batch = max_objects_per_batch
         self.box_margin = box_margin
+        self.zoom = zoom
         self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
 
     @classmethod

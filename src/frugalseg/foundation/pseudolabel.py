@@ -1,7 +1,8 @@
 """Pseudo-masks from weak annotations with a promptable segmenter, with a confidence per object.
 
-For each case: prompts from its annotation (:mod:`frugalseg.foundation.prompting`), one ``encode`` and one
-batched ``predict`` holding the prompts and ``jitter_trials`` jittered copies of each, then per object:
+For each case: prompts from its annotation (:mod:`frugalseg.foundation.prompting`), one ``encode``, one
+``predict`` of the prompts and one batched ``predict`` of ``jitter_trials`` jittered copies of each, then per
+object:
 
 * ``predicted_iou``: the model's own IoU estimate (``MaskPrediction.scores``), clipped to ``[0, 1]``;
 * ``stability``: the mean IoU between the masks from jittered prompts and the mask from the original prompt
@@ -10,6 +11,10 @@ batched ``predict`` holding the prompts and ``jitter_trials`` jittered copies of
   pixels); two empty masks have IoU 1;
 * ``confidence = sqrt(predicted_iou * stability)`` (their geometric mean; ``predicted_iou`` alone when
   ``jitter_trials == 0``).
+
+A segmenter whose decoder was fine-tuned on box-centred crops (``segmenter.zoom > 0``) predicts every object,
+and every jittered copy, from the crop around its box (:func:`~frugalseg.foundation.zoom.segment_zoomed`): one
+encoder pass per prompt instead of per image.
 
 Objects with ``confidence < min_confidence`` are **dropped** (``policy="drop"``) or kept and **down-weighted**
 (``policy="weight"``: the object's ``weight`` is its confidence, saved in the JSON; dropped objects have
@@ -64,6 +69,7 @@ from frugalseg.foundation.prompting import (
 )
 from frugalseg.foundation.prompts import MaskPrediction, Prompts
 from frugalseg.foundation.protocol import PromptableSegmenter
+from frugalseg.foundation.zoom import segment_zoomed
 from frugalseg.metrics import jaccard_score
 
 __all__ = [
@@ -215,8 +221,16 @@ def pseudolabel_case(
         raise ValueError(f"jitter_trials={jitter_trials}, jitter_fraction={jitter_fraction}: expected >= 0, [0, 0.5)")
     size = (int(np.shape(image)[0]), int(np.shape(image)[1]))
     prompts, count = objects.prompts, objects.num_objects
-    embedding = segmenter.encode(image)
-    first = segmenter.predict(embedding, prompts)
+    zoom = float(getattr(segmenter, "zoom", 0.0))
+    embedding = None if zoom else segmenter.encode(image)
+
+    def predict(some: Prompts) -> MaskPrediction:
+        if zoom:
+            return segment_zoomed(segmenter, image, some, context=zoom)
+        assert embedding is not None
+        return segmenter.predict(embedding, some)
+
+    first = predict(prompts)
     stability: np.ndarray | None = None
     if jitter_trials:
         area = first.masks.flatten(1).sum(1).numpy()
@@ -224,7 +238,7 @@ def pseudolabel_case(
             jitter_prompts(prompts, size, fraction=jitter_fraction, rng=rng, masks_area=area)
             for _ in range(jitter_trials)
         ]
-        jittered = segmenter.predict(embedding, _repeat(prompts, copies)).masks[count:]
+        jittered = predict(_repeat(copies[0], copies[1:])).masks
         stability = prompt_stability(first.masks, jittered.reshape(jitter_trials, count, *size))
     records, keep = [], np.zeros(count, dtype=bool)
     for index in range(count):
