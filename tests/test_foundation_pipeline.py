@@ -552,3 +552,21 @@ def test_bench_foundation_reports_dice_timing_and_a_student(tmp_path: Path) -> N
     assert report["num_test"] + report["num_pseudo"] == len(dataset)
     empty = json.loads((tmp_path / "fm-pseudo" / "confidence" / "r9.json").read_text())
     assert empty["objects"] == [] or empty["case_id"] != "r9"
+
+
+def test_bench_foundation_scores_a_zoom_fine_tuned_decoder_on_crops(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
+    tuning = FinetuneConfig(steps=1, images_per_step=1, zoom=1.5, zoom_views=0, log_every=1)
+    report = bench_foundation(
+        rectangle_dataset(6),
+        tmp_path / "fm.json",
+        segmenter=segmenter,
+        finetune_k=2,
+        finetune_config=tuning,
+        log=lambda _: None,
+    )
+    finetuned = report["finetuned"]
+    assert finetuned["zoom"] == 1.5 and finetuned["k"] == 2
+    assert 0.0 <= finetuned["box"]["dice"] <= 1.0 and 0.0 <= finetuned["box_jitter"]["dice"] <= 1.0
+    assert segmenter.zoom == 0.0  # the benchmark tunes a copy

@@ -21,6 +21,7 @@ from frugalseg.data.case import Case
 from frugalseg.errors import InputError
 from frugalseg.foundation.prompting import jitter_boxes
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
+from frugalseg.foundation.protocol import PromptableSegmenter
 
 __all__ = ["segment_zoomed", "zoom_crops", "zoom_window"]
 
@@ -53,7 +54,7 @@ def _shift_box(box: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
 
 
 def segment_zoomed(
-    segmenter: object,
+    segmenter: PromptableSegmenter,
     image: np.ndarray,
     prompts: Prompts,
     *,
@@ -63,7 +64,7 @@ def segment_zoomed(
     """Predict each box-prompted object from the crop around its box, pasted back at the image size.
 
     Args:
-        segmenter: a :class:`~frugalseg.foundation.protocol.PromptableSegmenter`.
+        segmenter: the model.
         image: ``(H, W)`` or ``(H, W, C)``.
         prompts: one box per object (points, if any, are kept where they fall inside the window).
         context: window side over the box's longest side (see :func:`zoom_window`).
@@ -80,7 +81,7 @@ def segment_zoomed(
         raise InputError("zoomed segmentation needs a box per object; give box prompts")
     size = (int(np.shape(image)[0]), int(np.shape(image)[1]))
     prompts.check_inside(size)
-    encode = encode or segmenter.encode  # type: ignore[attr-defined]
+    encode = encode or segmenter.encode
     logits = torch.full((prompts.num_objects, *size), _OUTSIDE_LOGIT)
     scores = torch.zeros(prompts.num_objects)
     for index, box in enumerate(prompts.boxes):
@@ -95,7 +96,7 @@ def segment_zoomed(
             points = np.clip(points, 0, extent - 1)
         crop_prompts = Prompts(boxes=_shift_box(box, window)[None], points=points, point_labels=labels)
         crop = np.asarray(image)[window]
-        prediction = segmenter.predict(encode(crop), crop_prompts)  # type: ignore[attr-defined]
+        prediction = segmenter.predict(encode(crop), crop_prompts)
         logits[index, window[0], window[1]] = prediction.logits[0]
         scores[index] = prediction.scores[0]
     return MaskPrediction(masks=logits > 0, scores=scores, logits=logits)
