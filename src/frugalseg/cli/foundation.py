@@ -131,8 +131,9 @@ def finetune_sam(
     )
     result = finetune_decoder(_segmenter(None), chosen, out, config=config, progress=lambda r: console.log(r))
     typer.echo(
-        f"box margin {result.box_margin:g}, loss {result.initial_loss:.4f} -> {result.final_loss:.4f} "
-        f"in {result.steps} steps ({result.seconds:.0f} s) -> {result.run_dir}"
+        f"box margin {result.box_margin:g}, zoom {config.zoom:g}, "
+        f"loss {result.initial_loss:.4f} -> {result.final_loss:.4f} in {result.steps} steps "
+        f"({result.seconds:.0f} s) -> {result.run_dir}"
     )
 
 
