@@ -24,14 +24,8 @@ from frugalseg.errors import InputError
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
 from frugalseg.foundation import litemedsam as litemedsam_module
 from frugalseg.foundation.decoder_file import load_finetuned
-from frugalseg.foundation.finetune import (
-    FinetuneConfig,
-    calibrate_box_margin,
-    dice_bce_loss,
-    finetune_decoder,
-    mask_to_model_frame,
-    object_targets,
-)
+from frugalseg.foundation.finetune import FinetuneConfig, calibrate_box_margin, finetune_decoder
+from frugalseg.foundation.finetune_targets import dice_bce_loss, mask_to_model_frame, object_targets
 from frugalseg.foundation.preprocess import image_to_model_input
 from frugalseg.foundation.prompting import (
     grow_box,

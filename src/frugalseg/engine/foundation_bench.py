@@ -55,7 +55,7 @@ from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, fin
 from frugalseg.foundation.prompting import ObjectPrompts, ivus_prompts, prompts_from_boxes, prompts_from_points
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.pseudolabel import combine_by_class, load_pseudolabels, pseudolabel_dataset
-from frugalseg.foundation.zoom import segment_zoomed
+from frugalseg.foundation.zoom import predict_on_image
 from frugalseg.metrics import case_metrics, dice_score, summarise
 
 __all__ = ["BOX_JITTER", "VARIANTS", "bench_foundation", "bench_student", "box_annotation", "prompt_variants"]
@@ -108,13 +108,20 @@ def prompt_variants(label: np.ndarray, *, ivus: bool, rng: np.random.Generator) 
 
 
 def _predict_label(
-    segmenter: PromptableSegmenter, embedding: Embedding, objects: ObjectPrompts | None, *, ivus: bool
+    segmenter: PromptableSegmenter,
+    image: np.ndarray,
+    objects: ObjectPrompts | None,
+    *,
+    ivus: bool,
+    embedding: Embedding | None = None,
+    encode: Callable[[np.ndarray], Embedding] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Label map from the prompts (all objects kept) and the decoding seconds."""
+    """Label map from the prompts (all objects kept; :func:`~frugalseg.foundation.zoom.predict_on_image`) and
+    the prediction seconds (decoding only, given an ``embedding``)."""
     if objects is None:
-        return np.zeros(embedding.original_size, dtype=np.uint8), 0.0
+        return np.zeros(np.shape(image)[:2], dtype=np.uint8), 0.0
     started = time.perf_counter()
-    prediction = segmenter.predict(embedding, objects.prompts)
+    prediction = predict_on_image(segmenter, image, objects.prompts, embedding=embedding, encode=encode)
     seconds = time.perf_counter() - started
     keep = np.ones(objects.num_objects, dtype=bool)
     return combine_by_class(prediction, objects.classes, keep=keep, ivus=ivus), seconds
@@ -156,7 +163,7 @@ def _zero_shot(
         variants = prompt_variants(case.label, ivus=ivus, rng=np.random.default_rng([seed, index]))
         box_prompts.append(variants["box"])
         for name, prompts in variants.items():
-            label, seconds = _predict_label(segmenter, embedding, prompts, ivus=ivus)
+            label, seconds = _predict_label(segmenter, case.image, prompts, ivus=ivus, embedding=embedding)
             if name == "box" and prompts is not None:
                 decode_times.append(seconds)
                 objects += prompts.num_objects
@@ -167,7 +174,7 @@ def _zero_shot(
         started = time.perf_counter()
         embedding = cached.encode(case.image)
         cached_encode_times.append(time.perf_counter() - started)
-        cached_decode_times.append(_predict_label(segmenter, embedding, prompts, ivus=ivus)[1])
+        cached_decode_times.append(_predict_label(segmenter, case.image, prompts, ivus=ivus, embedding=embedding)[1])
     uncached_pass = float(np.sum(encode_times) + np.sum(decode_times)) / len(cases)
     cached_pass = float(np.sum(cached_encode_times) + np.sum(cached_decode_times)) / len(cases)
     cached_encode = float(np.mean(cached_encode_times))
@@ -382,13 +389,9 @@ def _finetuned(
         embedding = None if tuned.zoom else cached.encode(case.image)
         variants = prompt_variants(case.label, ivus=ivus, rng=np.random.default_rng([seed, index]))
         for name in rows:
-            objects = variants[name]
-            if objects is None or embedding is not None:
-                label, _ = _predict_label(tuned, embedding or cached.encode(case.image), objects, ivus=ivus)
-            else:
-                zoomed = segment_zoomed(tuned, case.image, objects.prompts, context=tuned.zoom, encode=cached.encode)
-                keep = np.ones(objects.num_objects, dtype=bool)
-                label = combine_by_class(zoomed, objects.classes, keep=keep, ivus=ivus)
+            label, _ = _predict_label(
+                tuned, case.image, variants[name], ivus=ivus, embedding=embedding, encode=cached.encode
+            )
             rows[name].append(_metrics(label, case, dataset))
     return {
         "k": len(chosen),

@@ -3,9 +3,10 @@
 The image encoder is frozen, so each image is encoded once (through an optional
 :class:`~frugalseg.foundation.EmbeddingCache`) and every step only runs the decoder. Each step draws
 ``images_per_step`` images; every object of an image (an 8-connected component of a class, see
-:func:`object_targets`) is prompted with its ground-truth box jittered by up to ``box_jitter`` of its size
-(:func:`~frugalseg.foundation.prompting.jitter_boxes`). The loss (:func:`dice_bce_loss`) compares the
-decoder's low-resolution logits, cropped to the image inside the 256x256 frame, with the object's mask resized
+:func:`~frugalseg.foundation.finetune_targets.object_targets`) is prompted with its ground-truth box jittered
+by up to ``box_jitter`` of its size (:func:`~frugalseg.foundation.prompting.jitter_boxes`). The loss
+(:func:`~frugalseg.foundation.finetune_targets.dice_bce_loss`) compares the decoder's low-resolution logits,
+cropped to the image inside the 256x256 frame, with the object's mask resized
 to that frame. AdamW with a constant learning rate after a short warm-up.
 
 With ``FinetuneConfig.box_margins`` the box margin is calibrated first (:func:`calibrate_box_margin`): how far
@@ -41,16 +42,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from frugalseg.atomic import append_jsonl, atomic_write_json
-from frugalseg.data.case import IGNORE, Case
+from frugalseg.data.case import Case
 from frugalseg.errors import InputError
 from frugalseg.foundation.cache import CachedSegmenter, EmbeddingCache
 from frugalseg.foundation.decoder_file import DECODER_FILE, save_decoder
+from frugalseg.foundation.finetune_targets import dice_bce_loss, mask_to_model_frame, object_targets
 from frugalseg.foundation.litemedsam import IMAGE_SIZE, LiteMedSAMSegmenter
 from frugalseg.foundation.preprocess import boxes_to_model_frame
-from frugalseg.foundation.prompting import IVUS_LUMEN, jitter_boxes
+from frugalseg.foundation.prompting import jitter_boxes
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.zoom import zoom_crops
 from frugalseg.optim import optimiser_step
@@ -61,14 +62,10 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "calibrate_box_margin",
-    "dice_bce_loss",
     "finetune_decoder",
-    "mask_to_model_frame",
-    "object_targets",
 ]
 
 SCHEMA_VERSION = 1
-_EIGHT = np.ones((3, 3), dtype=bool)
 MARGIN_CANDIDATES = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
 """The box margins (model pixels) ``--calibrate-margin`` scores."""
 
@@ -147,71 +144,6 @@ class FinetuneResult:
     seconds: float
 
 
-def object_targets(label: np.ndarray, *, ivus: bool = False, min_pixels: int = 16) -> list[tuple[int, np.ndarray]]:
-    """The objects of a label map: ``(class, mask)`` for each 8-connected component of each class.
-
-    With ``ivus`` the objects are the lumen components (class ``IVUS_LUMEN``) and the vessel components
-    (lumen or wall, reported as the wall class 2), the two structures the IVUS prompts segment.
-    ``IGNORE`` pixels belong to no object. Components below ``min_pixels`` are left out.
-
-    Shape:
-        label: ``(H, W)``; each mask ``(H, W)`` bool.
-    """
-    label = np.asarray(label)
-    layers: list[tuple[int, np.ndarray]]
-    if ivus:
-        layers = [(IVUS_LUMEN, label == IVUS_LUMEN), (2, (label != 0) & (label != IGNORE))]
-    else:
-        classes = [int(c) for c in np.unique(label) if c not in (0, IGNORE)]
-        layers = [(c, label == c) for c in classes]
-    objects = []
-    for c, mask in layers:
-        components, count = ndimage.label(mask, structure=_EIGHT)
-        for index in range(1, count + 1):
-            part = components == index
-            if int(part.sum()) >= min_pixels:
-                objects.append((c, part))
-    return objects
-
-
-def mask_to_model_frame(mask: np.ndarray, resized: tuple[int, int]) -> torch.Tensor:
-    """An object mask at the size ``(h, w)`` the image has inside the model frame (area average >= 0.5).
-
-    Shape:
-        mask: ``(H, W)`` bool; returns ``(h, w)`` float32 in {0, 1}.
-    """
-    tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
-    downsizing = resized[0] < tensor.shape[2] or resized[1] < tensor.shape[3]
-    resized_mask = F.interpolate(tensor, size=resized, mode="bilinear", align_corners=False, antialias=downsizing)
-    return (resized_mask[0, 0] >= 0.5).float()
-
-
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
-    """Soft Dice loss plus binary cross-entropy, per object, on mask logits.
-
-    ``dice = 1 - (2 * sum(p * t) + 1) / (sum(p) + sum(t) + 1)`` with ``p = sigmoid(logits)``; the BCE is the mean
-    over pixels. Both are zero-ish for a confident perfect prediction.
-
-    Shape:
-        logits, target: ``(N, h, w)``; returns a scalar (``reduction="mean"``/``"sum"``) or ``(N,)`` (``"none"``).
-    """
-    if logits.shape != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
-    target = target.to(logits.dtype)
-    probabilities = torch.sigmoid(logits).flatten(1)
-    flat = target.flatten(1)
-    dice = 1 - (2 * (probabilities * flat).sum(1) + 1) / (probabilities.sum(1) + flat.sum(1) + 1)
-    bce = F.binary_cross_entropy_with_logits(logits.flatten(1), flat, reduction="none").mean(1)
-    loss = dice + bce
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "mean":
-        return loss.mean()
-    raise ValueError(f"reduction={reduction!r}: expected 'mean', 'sum' or 'none'")
-
-
 @dataclass(frozen=True)
 class _Item:
     """One training image: its embedding, object boxes (original pixels) and targets in the model frame."""
@@ -224,9 +156,7 @@ class _Item:
 def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], config: FinetuneConfig) -> list[_Item]:
     items = []
     for case in cases:
-        if case.label is None:
-            raise InputError(f"case {case.case_id} has no label map; fine-tuning needs fully labelled images")
-        objects = object_targets(case.label, ivus=config.ivus, min_pixels=config.min_pixels)
+        objects = object_targets(_label(case), ivus=config.ivus, min_pixels=config.min_pixels)
         if not objects:
             continue
         embedding = encode(case.image)
@@ -238,13 +168,17 @@ def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], con
     return items
 
 
+def _label(case: Case) -> np.ndarray:
+    if case.label is None:
+        raise InputError(f"case {case.case_id} has no label map; fine-tuning needs fully labelled images")
+    return case.label
+
+
 def _zoomed(cases: Sequence[Case], config: FinetuneConfig) -> list[Case]:
     """The training crops of ``cases`` around their objects' boxes (:func:`~frugalseg.foundation.zoom.zoom_crops`)."""
     crops: list[Case] = []
     for index, case in enumerate(cases):
-        if case.label is None:
-            raise InputError(f"case {case.case_id} has no label map; fine-tuning needs fully labelled images")
-        objects = object_targets(case.label, ivus=config.ivus, min_pixels=config.min_pixels)
+        objects = object_targets(_label(case), ivus=config.ivus, min_pixels=config.min_pixels)
         boxes = np.array([_mask_box(mask) for _, mask in objects], dtype=np.float64).reshape(-1, 4)
         rng = np.random.default_rng([config.seed, index])
         crops += zoom_crops(

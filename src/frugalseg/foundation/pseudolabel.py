@@ -69,7 +69,7 @@ from frugalseg.foundation.prompting import (
 )
 from frugalseg.foundation.prompts import MaskPrediction, Prompts
 from frugalseg.foundation.protocol import PromptableSegmenter
-from frugalseg.foundation.zoom import segment_zoomed
+from frugalseg.foundation.zoom import predict_on_image
 from frugalseg.metrics import jaccard_score
 
 __all__ = [
@@ -115,11 +115,11 @@ def combine_confidence(predicted_iou: float, stability: float | None) -> float:
     return iou if stability is None else float(np.sqrt(iou * float(np.clip(stability, 0.0, 1.0))))
 
 
-def _repeat(prompts: Prompts, copies: Sequence[Prompts]) -> Prompts:
-    """``prompts`` followed by ``copies``, concatenated object-wise (one predict call for all)."""
-    every = [prompts, *copies]
-    boxes = None if prompts.boxes is None else np.concatenate([p.boxes for p in every if p.boxes is not None])
-    if prompts.points is None or prompts.point_labels is None:
+def _concatenate(every: Sequence[Prompts]) -> Prompts:
+    """Prompt sets of the same kind concatenated object-wise (one predict call for all)."""
+    first = every[0]
+    boxes = None if first.boxes is None else np.concatenate([p.boxes for p in every if p.boxes is not None])
+    if first.points is None or first.point_labels is None:
         return Prompts(boxes=boxes)
     points = np.concatenate([p.points for p in every if p.points is not None])
     labels = np.concatenate([p.point_labels for p in every if p.point_labels is not None])
@@ -221,16 +221,8 @@ def pseudolabel_case(
         raise ValueError(f"jitter_trials={jitter_trials}, jitter_fraction={jitter_fraction}: expected >= 0, [0, 0.5)")
     size = (int(np.shape(image)[0]), int(np.shape(image)[1]))
     prompts, count = objects.prompts, objects.num_objects
-    zoom = float(getattr(segmenter, "zoom", 0.0))
-    embedding = None if zoom else segmenter.encode(image)
-
-    def predict(some: Prompts) -> MaskPrediction:
-        if zoom:
-            return segment_zoomed(segmenter, image, some, context=zoom)
-        assert embedding is not None
-        return segmenter.predict(embedding, some)
-
-    first = predict(prompts)
+    embedding = None if getattr(segmenter, "zoom", 0.0) else segmenter.encode(image)
+    first = predict_on_image(segmenter, image, prompts, embedding=embedding)
     stability: np.ndarray | None = None
     if jitter_trials:
         area = first.masks.flatten(1).sum(1).numpy()
@@ -238,7 +230,7 @@ def pseudolabel_case(
             jitter_prompts(prompts, size, fraction=jitter_fraction, rng=rng, masks_area=area)
             for _ in range(jitter_trials)
         ]
-        jittered = predict(_repeat(copies[0], copies[1:])).masks
+        jittered = predict_on_image(segmenter, image, _concatenate(copies), embedding=embedding).masks
         stability = prompt_stability(first.masks, jittered.reshape(jitter_trials, count, *size))
     records, keep = [], np.zeros(count, dtype=bool)
     for index in range(count):

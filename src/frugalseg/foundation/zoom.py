@@ -23,7 +23,7 @@ from frugalseg.foundation.prompting import jitter_boxes
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
 from frugalseg.foundation.protocol import PromptableSegmenter
 
-__all__ = ["segment_zoomed", "zoom_crops", "zoom_window"]
+__all__ = ["predict_on_image", "segment_zoomed", "zoom_crops", "zoom_window"]
 
 _OUTSIDE_LOGIT = -20.0
 """Logit given to pixels outside an object's window (certainly background for that object)."""
@@ -100,6 +100,27 @@ def segment_zoomed(
         logits[index, window[0], window[1]] = prediction.logits[0]
         scores[index] = prediction.scores[0]
     return MaskPrediction(masks=logits > 0, scores=scores, logits=logits)
+
+
+def predict_on_image(
+    segmenter: PromptableSegmenter,
+    image: np.ndarray,
+    prompts: Prompts,
+    *,
+    embedding: Embedding | None = None,
+    encode: Callable[[np.ndarray], Embedding] | None = None,
+) -> MaskPrediction:
+    """``segmenter``'s prediction for ``image``: from box-centred crops when its decoder was fine-tuned on them
+    (``segmenter.zoom > 0``), else from ``embedding`` (encoded with ``encode`` when not given).
+
+    Shape:
+        returns masks and logits ``(N, H, W)``, scores ``(N,)``.
+    """
+    encode = encode or segmenter.encode
+    zoom = float(getattr(segmenter, "zoom", 0.0))
+    if zoom:
+        return segment_zoomed(segmenter, image, prompts, context=zoom, encode=encode)
+    return segmenter.predict(embedding if embedding is not None else encode(image), prompts)
 
 
 def zoom_crops(
