@@ -19,7 +19,7 @@ from frugalseg.annotations import Boxes, Point, Points, Scribbles, Tags
 from frugalseg.data.case import IGNORE, Box, Case, Dataset
 from frugalseg.data.images import read_mask
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.foundation_bench import bench_foundation
+from frugalseg.engine.foundation_bench import _pseudo_scores, bench_foundation
 from frugalseg.errors import InputError
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
 from frugalseg.foundation import litemedsam as litemedsam_module
@@ -546,6 +546,24 @@ def test_bench_foundation_reports_dice_timing_and_a_student(tmp_path: Path) -> N
     assert report["num_test"] + report["num_pseudo"] == len(dataset)
     empty = json.loads((tmp_path / "fm-pseudo" / "confidence" / "r9.json").read_text())
     assert empty["objects"] == [] or empty["case_id"] != "r9"
+
+
+def test_pseudo_mask_dice_counts_false_positives_and_class_mix_ups() -> None:
+    truth = np.zeros((10, 10), dtype=np.uint8)
+    truth[2:6, 2:6] = 1  # 16 pixels
+    over = truth.copy()
+    over[6:10, 2:6] = 1  # 16 more pixels that are background
+    swapped = truth * 2
+    ignored = over.copy()
+    ignored[6:10, 2:6] = IGNORE
+    case = Case(case_id="a", subject_id="a", image=truth, label=truth)
+    scores = [
+        _pseudo_scores([case], [Case(case_id="a", subject_id="a", image=truth, label=pseudo)])
+        for pseudo in (over, swapped, ignored)
+    ]
+    assert scores[0]["dice"] == pytest.approx(2 * 16 / 48)  # over-segmentation lowers Dice
+    assert scores[1]["dice"] == 0.0  # the right pixels under the wrong class are misses
+    assert scores[2]["dice"] == pytest.approx(1.0) and scores[2]["ignored_pixel_fraction"] == pytest.approx(0.16)
 
 
 def test_bench_foundation_scores_a_zoom_fine_tuned_decoder_on_crops(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ from frugalseg.foundation.prompting import ObjectPrompts, ivus_prompts, prompts_
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.pseudolabel import combine_by_class, load_pseudolabels, pseudolabel_dataset
 from frugalseg.foundation.zoom import predict_on_image
-from frugalseg.metrics import case_metrics, dice_score, summarise
+from frugalseg.metrics import case_metrics, summarise
 
 __all__ = ["BOX_JITTER", "VARIANTS", "bench_foundation", "bench_student", "box_annotation", "prompt_variants"]
 
@@ -192,6 +192,19 @@ def _zero_shot(
     return {name: _summary(variant_rows) for name, variant_rows in rows.items()}, timing
 
 
+def _matched_dice(pseudo: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
+    """Foreground Dice over ``valid`` pixels, a pixel counting as a hit only where the classes match.
+
+    ``2 |P ∩ T, same class| / (|P| + |T|)`` with ``P`` the pseudo-mask's foreground and ``T`` the truth's; both
+    empty gives 1.0. Shape: ``(H, W)`` each.
+    """
+    truth = (target != 0) & (target != IGNORE) & valid
+    guess = (pseudo != 0) & (pseudo != IGNORE) & valid
+    total = int(np.count_nonzero(truth)) + int(np.count_nonzero(guess))
+    hits = int(np.count_nonzero(truth & guess & (pseudo == target)))
+    return 1.0 if total == 0 else 2.0 * hits / total
+
+
 def _pseudo_scores(cases: Sequence[Case], pseudo_cases: Sequence[Case]) -> dict[str, Any]:
     """Pseudo-mask Dice against the ground truth: over labelled pixels only, and with IGNORE counted as wrong."""
     truth = {case.case_id: case.label for case in cases}
@@ -199,10 +212,9 @@ def _pseudo_scores(cases: Sequence[Case], pseudo_cases: Sequence[Case]) -> dict[
     for case in pseudo_cases:
         target, pseudo = truth[case.case_id], case.label
         assert target is not None and pseudo is not None
-        foreground = (target != 0) & (target != IGNORE)
-        predicted = (pseudo != 0) & (pseudo != IGNORE)
-        valid_dice.append(dice_score(predicted & (pseudo == target), foreground, valid_mask=pseudo != IGNORE))
-        all_dice.append(dice_score(predicted & (pseudo == target), foreground))
+        target, pseudo = np.asarray(target), np.asarray(pseudo)
+        valid_dice.append(_matched_dice(pseudo, target, pseudo != IGNORE))
+        all_dice.append(_matched_dice(pseudo, target, np.ones(target.shape, dtype=bool)))
         ignored.append(float((pseudo == IGNORE).mean()))
     return {
         "dice": float(np.mean(valid_dice)),
