@@ -217,6 +217,37 @@ def test_expert_full_label_weak_labels_and_determinism() -> None:
         drawn.labelled_case(_case(1))
 
 
+def test_box_assisted_correction_takes_the_quicker_route() -> None:
+    case = Case(case_id="d", subject_id="d", image=_disc().astype(np.float32), label=_disc())
+    truth = case.label
+    seen: list[tuple[int, int, int, int]] = []
+
+    def exact(case: Case, boxes: Boxes) -> np.ndarray:
+        seen.extend(box.as_tuple() for box in boxes.boxes)
+        return truth.copy()
+
+    def useless(case: Case, boxes: Boxes) -> np.ndarray:
+        return np.zeros_like(truth)
+
+    box = EFFORT_MODEL.box_seconds
+    bad = ModelPrediction(label=np.zeros_like(truth))
+    good = ModelPrediction(label=truth.copy())
+    via_box = SimulatedExpert(assistant=exact).annotate(case, bad)
+    assert via_box.cost is not None and via_box.cost.route == "box"
+    assert via_box.seconds == pytest.approx(REVIEW + box + REVIEW)  # the prediction, the boxes, the outline
+    assert via_box.cost.prompt_seconds == box and np.array_equal(via_box.label, truth)
+    rows, cols = np.nonzero(truth)
+    assert seen == [(cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)]  # the tight box of the disc
+    kept = SimulatedExpert(assistant=useless).annotate(case, good)
+    assert kept.cost is not None and kept.cost.route == "prediction" and kept.seconds == REVIEW
+    cold = SimulatedExpert(assistant=exact).annotate(case)  # no prediction yet: box route or scratch
+    assert cold.cost is not None and cold.seconds == pytest.approx(REVIEW + box)
+    drawn = SimulatedExpert(assistant=useless).annotate(case)
+    assert drawn.cost is None and drawn.seconds == pytest.approx(full_mask_seconds(truth))
+    empty = dataclasses.replace(case, label=np.zeros_like(truth))
+    assert SimulatedExpert(assistant=exact).annotate(empty, good).cost.route == "prediction"  # nothing to box
+
+
 # ----------------------------------------------------------------------------------------------- the loop
 
 

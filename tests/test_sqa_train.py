@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import StubSegmenter, disc_case
+from frugalseg.active.expert import CORRECTION_EFFORT
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import bench_al
@@ -227,6 +228,21 @@ def test_box_acquisitions_train_on_the_foundation_models_masks(phantom: Dataset,
     assert stub.encoded == 8  # each image's pseudo-mask is made once, though round 1 trains on round 0's too
     with pytest.raises(InputError, match="acquire='polygons'"):
         _run_al(pool, test, tmp_path / "other", acquire="polygons")
+
+
+def test_box_assisted_loop_records_the_route_and_full_labels(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    stub = StubSegmenter(follow_box=True)  # outlines each box as the box itself
+    result = _run_al(pool, test, tmp_path / "run", rounds=1, assist=True, segmenter=stub)
+    assert result.complete and stub.encoded > 0
+    routes = [a["cost"]["route"] for a in result.acquisitions if a["cost"] is not None]
+    assert routes and set(routes) <= {"prediction", "box"}
+    review = CORRECTION_EFFORT.review_seconds  # no route costs more than clearing the prediction and drawing
+    assert all(a["kind"] == "full" and a["seconds"] <= a["scratch_seconds"] + review for a in result.acquisitions)
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert settings["assist"] == "box"
+    with pytest.raises(InputError, match="full labels"):
+        _run_al(pool, test, tmp_path / "other", assist=True, acquire="boxes", segmenter=stub)
 
 
 def test_interrupted_sqa_run_resumes_to_the_same_result(phantom: Dataset, tmp_path: Path) -> None:

@@ -41,6 +41,14 @@ its boundary (proportional to the full boundary length).
 * **Cap**: when correcting would cost more than ``review_seconds`` plus drawing from scratch, the expert
   clears the prediction and draws from scratch instead.
 
+*Box-assisted correction* (an expert with a promptable foundation model at hand, :class:`SimulatedExpert`
+``assistant``): instead of editing the network's prediction, the expert draws a tight box per object
+(``EFFORT_MODEL.box_seconds`` each), the foundation model outlines each box, and the expert corrects that
+outline by the rule above (its review, finds and redraws; no error map). After looking at the network's
+prediction this route costs one more ``review_seconds``. The expert takes the cheaper of the routes open to
+them: correcting the prediction, the box route, or (with no prediction) drawing from scratch. ASSUMPTION: a
+glance at the overlay tells them which is quicker.
+
 A weak label (a box per object, or scribbles) can be acquired instead of the full label; it is simulated
 from the truth by :mod:`frugalseg.annotations.simulate` (seeded by the expert's seed and the case id) and
 costs :func:`frugalseg.annotations.effort.annotation_seconds`.
@@ -51,7 +59,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,6 +74,7 @@ from frugalseg.data.case import IGNORE, Case
 __all__ = [
     "CORRECTION_EFFORT",
     "Acquisition",
+    "BoxAssistant",
     "CorrectionCost",
     "CorrectionEffort",
     "ModelPrediction",
@@ -75,6 +84,8 @@ __all__ = [
 ]
 
 AcquireKind = Literal["full", "boxes", "scribbles"]
+BoxAssistant = Callable[[Case, Boxes], np.ndarray]
+"""A promptable model's ``(H, W)`` label map of a case from the expert's boxes (box-assisted correction)."""
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -135,7 +146,11 @@ CORRECTION_EFFORT = CorrectionEffort()
 
 @dataclass(frozen=True)
 class CorrectionCost:
-    """Itemised seconds of one assisted correction (``seconds`` is what is charged)."""
+    """Itemised seconds of one assisted correction (``seconds`` is what is charged).
+
+    ``route``: ``"prediction"`` (the network's prediction corrected) or ``"box"`` (boxes drawn, the foundation
+    model's outline corrected; ``prompt_seconds`` is the boxes' time).
+    """
 
     seconds: float
     scratch_seconds: float
@@ -147,6 +162,8 @@ class CorrectionCost:
     flagged_regions: int
     false_alarms: int
     redrawn_from_scratch: bool
+    route: str = "prediction"
+    prompt_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -351,20 +368,23 @@ class SimulatedExpert:
         acquire: ``"full"`` (correct the prediction into the true label map), ``"boxes"`` (a tight box per
             object) or ``"scribbles"``.
         seed: seeds the weak-label simulators, per case (same seed and case id, same annotation).
+        assistant: with ``acquire="full"``, the foundation model of box-assisted correction (module docstring);
+            ``None``: correct the prediction or draw from scratch only.
     """
 
     effort: CorrectionEffort = CORRECTION_EFFORT
     acquire: AcquireKind = "full"
     seed: int = 0
+    assistant: BoxAssistant | None = None
 
     def __post_init__(self) -> None:
         if self.acquire not in ("full", "boxes", "scribbles"):
             raise ValueError(f"acquire={self.acquire!r}: expected 'full', 'boxes' or 'scribbles'")
 
     def annotate(self, case: Case, prediction: ModelPrediction | None = None) -> Acquisition:
-        """Label ``case``; with a full label and a ``prediction``, charge the assisted correction of it.
+        """Label ``case``; a full label costs the cheapest route open to the expert (module docstring).
 
-        Without a prediction a full label costs drawing from scratch.
+        Without a prediction or an assistant a full label costs drawing from scratch.
 
         Raises:
             ValueError: the case has no ground truth to simulate from.
@@ -374,14 +394,40 @@ class SimulatedExpert:
         truth = np.asarray(case.label)
         scratch = scratch_seconds(truth, spacing=case.spacing, effort=self.effort)
         if self.acquire != "full":
-            rng = np.random.default_rng([self.seed, zlib.crc32(case.case_id.encode("utf-8"))])
-            annotation = simulate(self.acquire, truth, rng=rng)
+            annotation = simulate(self.acquire, truth, rng=self._rng(case))
             seconds = annotation_seconds(annotation, spacing=case.spacing, model=self.effort.mask)
             label = annotation.label.copy() if isinstance(annotation, Scribbles) else None
             return Acquisition(case.case_id, self.acquire, label, annotation, float(seconds), scratch)
-        if prediction is None:
+        routes: list[CorrectionCost | None] = []
+        if prediction is not None:  # (correcting it is capped at clearing it and drawing from scratch)
+            error = prediction.error_prob
+            routes.append(
+                correction_cost(prediction.label, truth, error_prob=error, spacing=case.spacing, effort=self.effort)
+            )
+        if self.assistant is not None:
+            routes.append(self._box_route(case, truth, after_review=prediction is not None))
+        cost = min((route for route in routes if route is not None), key=lambda route: route.seconds, default=None)
+        if cost is None or (prediction is None and cost.seconds >= scratch):
             return Acquisition(case.case_id, "full", truth.copy(), None, scratch, scratch)
-        cost = correction_cost(
-            prediction.label, truth, error_prob=prediction.error_prob, spacing=case.spacing, effort=self.effort
-        )
         return Acquisition(case.case_id, "full", truth.copy(), None, cost.seconds, scratch, cost)
+
+    def _rng(self, case: Case) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(case.case_id.encode("utf-8"))])
+
+    def _box_route(self, case: Case, truth: np.ndarray, *, after_review: bool) -> CorrectionCost | None:
+        """Tight boxes drawn and the assistant's outline of them corrected (``None``: no object to box);
+        ``after_review``: the network's prediction was looked at first (one more review)."""
+        assert self.assistant is not None
+        boxes = simulate("boxes", truth, rng=self._rng(case))
+        if not isinstance(boxes, Boxes) or not boxes.boxes:
+            return None
+        box_seconds = annotation_seconds(boxes, spacing=case.spacing, model=self.effort.mask)
+        cost = correction_cost(self.assistant(case, boxes), truth, spacing=case.spacing, effort=self.effort)
+        extra = box_seconds + (self.effort.review_seconds if after_review else 0.0)
+        return dataclasses.replace(
+            cost,
+            seconds=cost.seconds + extra,
+            review_seconds=cost.review_seconds + extra - box_seconds,
+            route="box",
+            prompt_seconds=float(box_seconds),
+        )

@@ -9,6 +9,14 @@ import typer
 
 from frugalseg.cli._app import DataOption, FormatOption, app, bench_app, console, print_rows, read_data
 
+AssistOption = Annotated[
+    bool,
+    typer.Option(
+        "--assist",
+        help="Full labels: the expert may box each object and correct LiteMedSAM's outline instead, if quicker.",
+    ),
+]
+
 
 def parse_count(text: str) -> int | float:
     """``"2%"`` -> 0.02 (a fraction of the pool), ``"12"`` -> 12 (a count)."""
@@ -34,6 +42,7 @@ def al(
     acquire: Annotated[
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
     ] = "full",
+    assist: AssistOption = False,
     test_data: Annotated[str | None, typer.Option(help="Test set (default: held-out subjects of --data).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -61,6 +70,7 @@ def al(
         test_cases=test_cases,
         cold_start=cold_start,  # type: ignore[arg-type]
         acquire=acquire,  # type: ignore[arg-type]
+        assist=assist,
         progress=on_round,
     )
     rows = [
@@ -93,6 +103,7 @@ def bench_al(
     acquire: Annotated[
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
     ] = "full",
+    assist: AssistOption = False,
     cold_start: Annotated[str, typer.Option(help="random or diverse (evenly spaced over the pool).")] = "random",
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
@@ -115,6 +126,7 @@ def bench_al(
         epochs_per_round=epochs_per_round,
         min_steps=min_steps,
         acquire=acquire,  # type: ignore[arg-type]
+        assist=assist,
         cold_start=cold_start,  # type: ignore[arg-type]
         log=console.log,
     )

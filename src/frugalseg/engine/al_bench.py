@@ -96,6 +96,7 @@ def bench_al(
     lr: float = 3e-3,
     dropout: float = 0.1,
     acquire: Literal["full", "boxes", "scribbles"] = "full",
+    assist: bool = False,
     cold_start: Literal["random", "diverse"] = "random",
     device: str = "cpu",
     log: Callable[[str], Any] = print,
@@ -104,9 +105,10 @@ def bench_al(
 
     The pool is the labelled cases of ``pool_dataset`` and the test set ``test_cases``, or a held-out split by
     subject of the pool (seed 0) when ``None``. ``quick`` keeps at most 48 pool cases (evenly spread) and 16 test
-    cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. ``acquire`` is the expert's label
-    (:func:`run_al`) and ``cold_start`` how the first batch is chosen; the fully supervised reference depends on
-    neither. Runs go to ``<json stem>-runs/`` and are resumed when run again with the same settings.
+    cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. ``acquire`` is the expert's label,
+    ``assist`` box-assisted correction (:func:`run_al`) and ``cold_start`` how the first batch is chosen; the fully
+    supervised reference depends on none of them. Runs go to ``<json stem>-runs/`` and are resumed when run again
+    with the same settings.
 
     Returns:
         The report written to ``json_path``: ``{"strategies": {name: {"curve": [{"fraction", "dice_mean",
@@ -175,6 +177,7 @@ def bench_al(
                     lr=lr,
                     dropout=dropout,
                     acquire=acquire,
+                    assist=assist,
                     cold_start=cold_start,
                     device=device,
                     progress=lambda r: log(f"  {r['num_labelled']} labelled: Dice {r['metrics']['dice_mean']:.4f}"),
@@ -201,6 +204,7 @@ def bench_al(
             "rounds": rounds,
             "mc_samples": mc_samples,
             "acquire": acquire,
+            "assist": "box" if assist else None,
             "cold_start": cold_start,
             "quick": quick,
         },

@@ -65,10 +65,11 @@ def summarise_strategy(
     cumulative effort. ``fraction_of_full_at_10pct``: the mean Dice at 10 % labelled (linear between rounds;
     ``None`` when the curve does not span 10 %) over ``full_dice``. Effort: mean over seeds of the seconds
     charged for all acquisitions and of drawing the same images from scratch, with and without the cold
-    start (which is always drawn from scratch); and ``to_99pct_of_full``, the fraction labelled and the
-    cumulative seconds at which the mean curve first reaches 99 % of ``full_dice`` (linear between rounds;
-    ``None`` if it never does), also as a fraction of ``pool_scratch_seconds`` (drawing the whole pool from
-    scratch: the fully supervised route).
+    start (drawn from scratch unless box-assisted); ``box_route_share``, the share of corrected images that
+    went through the box route (``None`` when none was corrected); and ``to_99pct_of_full``, the fraction
+    labelled and the cumulative seconds at which the mean curve first reaches 99 % of ``full_dice`` (linear
+    between rounds; ``None`` if it never does), also as a fraction of ``pool_scratch_seconds`` (drawing the
+    whole pool from scratch: the fully supervised route).
 
     Returns:
         ``(strategy summary, effort summary)``.
@@ -110,6 +111,8 @@ def summarise_strategy(
         effort[f"assisted_seconds{label}"] = seconds
         effort[f"scratch_seconds{label}"] = scratch
         effort[f"ratio{label}"] = seconds / scratch if scratch > 0 else None
+    routes = [a["cost"]["route"] for r in results for a in r.acquisitions if a.get("cost") and "route" in a["cost"]]
+    effort["box_route_share"] = routes.count("box") / len(routes) if routes else None
     reached = _first_reaching(curve, 0.99 * full_dice)
     effort["to_99pct_of_full"] = None
     if reached is not None and pool_scratch_seconds > 0:

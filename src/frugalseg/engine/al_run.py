@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from frugalseg.active.expert import ModelPrediction, SimulatedExpert
+from frugalseg.active.expert import BoxAssistant, ModelPrediction, SimulatedExpert
 from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
 from frugalseg.annotations import Boxes
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
@@ -97,6 +97,21 @@ def _with_box_masks(
     return out
 
 
+def _box_assistant(segmenter: PromptableSegmenter, *, ivus: bool) -> BoxAssistant:
+    """The foundation model's outline of an expert's boxes: every object kept, whatever its confidence."""
+    from frugalseg.foundation.prompting import prompts_from_boxes
+    from frugalseg.foundation.pseudolabel import pseudolabel_case
+
+    def outline(case: Case, boxes: Boxes) -> np.ndarray:
+        objects = prompts_from_boxes(boxes, case.shape)
+        label, _ = pseudolabel_case(
+            segmenter, case.image, objects, jitter_trials=0, policy="weight", ivus=ivus, rng=np.random.default_rng(0)
+        )
+        return label
+
+    return outline
+
+
 def _load_round(path: Path, model: str, *, in_channels: int, num_classes: int, dropout: float) -> SQANet:
     network = create_model(model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
     if not isinstance(network, SQANet):
@@ -132,6 +147,7 @@ def run_al(
     model: str = "sqa_small",
     cold_start: Literal["random", "diverse"] = "random",
     acquire: Literal["full", "boxes", "scribbles"] = "full",
+    assist: bool = False,
     mc_samples: int = 8,
     min_steps: int = 0,
     batch_size: int = 16,
@@ -154,16 +170,22 @@ def run_al(
         initial, batch: fractions of the pool in ``(0, 1)`` or counts (``"2%"`` on the command line is 0.02).
         acquire: the expert's label: ``"full"`` (the selected images corrected), ``"scribbles"``, or
             ``"boxes"`` (a box per object, turned into a pseudo-mask by ``segmenter`` before training).
+        assist: with full labels, the expert may also draw a box per object and correct ``segmenter``'s outline
+            of it instead of the network's prediction, whichever is quicker (box-assisted correction, see
+            :mod:`frugalseg.active.expert`), the cold start included.
         mc_samples: MC-dropout passes for ``bald`` and ``predictive_entropy``.
         min_steps: lower bound on optimisation steps per round.
-        segmenter: ``acquire="boxes"``: the promptable model (default: LiteMedSAM with the cached weights).
+        segmenter: ``acquire="boxes"`` or ``assist``: the promptable model (default: LiteMedSAM with the cached
+            weights).
 
     Raises:
         InputError: bad settings, too few labelled cases, or a folder holding a run with other settings.
     """
     if acquire not in ("full", "boxes", "scribbles"):
         raise InputError(f"acquire={acquire!r}: expected 'full', 'boxes' or 'scribbles'")
-    if acquire == "boxes" and segmenter is None:
+    if assist and acquire != "full":
+        raise InputError(f"assist: box-assisted correction is for full labels, not acquire={acquire!r}")
+    if (acquire == "boxes" or assist) and segmenter is None:
         from frugalseg.engine.weak_foundation import default_segmenter  # loads the foundation model only here
 
         segmenter = default_segmenter()
@@ -185,6 +207,7 @@ def run_al(
         "loop": config.to_dict(),
         "train": train_config.to_dict(),
         "acquire": acquire,
+        **({"assist": "box"} if assist else {}),  # absent when off, so earlier run folders still resume
         "mc_samples": mc_samples,
         "min_steps": min_steps,
         "dropout": dropout,
@@ -227,7 +250,11 @@ def run_al(
         fine_tune=fine_tune,
         score=lambda net, cases: _pool_scores(net, cases, size=size, strategy=strategy, mc_samples=mc_samples),
         evaluate=lambda net: evaluate_sqa(net, test, size=size, class_names=dataset.class_names),
-        expert=SimulatedExpert(acquire=acquire, seed=seed),
+        expert=SimulatedExpert(
+            acquire=acquire,
+            seed=seed,
+            assistant=_box_assistant(segmenter, ivus=ivus) if assist and segmenter is not None else None,
+        ),
         state_dir=out,
         predict=lambda net, cases: _expert_view(net, cases, size=size),
         progress=progress,
