@@ -399,7 +399,7 @@ class SimulatedExpert:
             label = annotation.label.copy() if isinstance(annotation, Scribbles) else None
             return Acquisition(case.case_id, self.acquire, label, annotation, float(seconds), scratch)
         routes: list[CorrectionCost | None] = []
-        if prediction is not None:  # (correcting it is capped at clearing it and drawing from scratch)
+        if prediction is not None:  # capped at clearing the prediction and drawing from scratch
             error = prediction.error_prob
             routes.append(
                 correction_cost(prediction.label, truth, error_prob=error, spacing=case.spacing, effort=self.effort)
@@ -423,11 +423,11 @@ class SimulatedExpert:
             return None
         box_seconds = annotation_seconds(boxes, spacing=case.spacing, model=self.effort.mask)
         cost = correction_cost(self.assistant(case, boxes), truth, spacing=case.spacing, effort=self.effort)
-        extra = box_seconds + (self.effort.review_seconds if after_review else 0.0)
+        second_look = self.effort.review_seconds if after_review else 0.0
         return dataclasses.replace(
             cost,
-            seconds=cost.seconds + extra,
-            review_seconds=cost.review_seconds + extra - box_seconds,
+            seconds=cost.seconds + box_seconds + second_look,
+            review_seconds=cost.review_seconds + second_look,
             route="box",
             prompt_seconds=float(box_seconds),
         )
