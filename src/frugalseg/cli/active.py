@@ -38,6 +38,7 @@ def al(
     rounds: Annotated[int, typer.Option(help="Acquisition rounds after the cold start.")] = 4,
     epochs_per_round: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
     size: Annotated[int, typer.Option(help="Network side in pixels.")] = 128,
+    min_steps: Annotated[int, typer.Option(help="At least this many optimisation steps per round.")] = 0,
     cold_start: Annotated[str, typer.Option(help="random or diverse.")] = "random",
     acquire: Annotated[
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
@@ -67,6 +68,7 @@ def al(
         seed=seed,
         size=size,
         epochs_per_round=epochs_per_round,
+        min_steps=min_steps,
         test_cases=test_cases,
         cold_start=cold_start,  # type: ignore[arg-type]
         acquire=acquire,  # type: ignore[arg-type]
