@@ -11,14 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from frugalseg.active.expert import (
-    CORRECTION_EFFORT,
-    CorrectionEffort,
-    ModelPrediction,
-    SimulatedExpert,
-    correction_cost,
-    scratch_seconds,
-)
+from frugalseg.active.correction import CORRECTION_EFFORT, CorrectionEffort, correction_cost, scratch_seconds
+from frugalseg.active.expert import ModelPrediction, SimulatedExpert
 from frugalseg.active.loop import (
     ActiveLearningConfig,
     PoolScores,

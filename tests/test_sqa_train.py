@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import StubSegmenter, disc_case
-from frugalseg.active.expert import CORRECTION_EFFORT
+from frugalseg.active.correction import CORRECTION_EFFORT
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import bench_al

@@ -1,6 +1,7 @@
 """Active learning: pure scoring strategies, a loop handed callables (never a model), a simulated expert."""
 
-from frugalseg.active.expert import CorrectionEffort, ModelPrediction, SimulatedExpert, correction_cost, scratch_seconds
+from frugalseg.active.correction import CorrectionEffort, correction_cost, scratch_seconds
+from frugalseg.active.expert import ModelPrediction, SimulatedExpert
 from frugalseg.active.loop import LOOP_STRATEGIES, ActiveLearningConfig, ALResult, PoolScores, run_active_learning
 from frugalseg.active.strategies import (
     STRATEGIES,

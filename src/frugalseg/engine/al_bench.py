@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from frugalseg.active.expert import CORRECTION_EFFORT, scratch_seconds
+from frugalseg.active.correction import CORRECTION_EFFORT, scratch_seconds
 from frugalseg.active.loop import ActiveLearningConfig
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset

@@ -55,8 +55,8 @@ from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, fin
 from frugalseg.foundation.prompting import ObjectPrompts, ivus_prompts, prompts_from_boxes, prompts_from_points
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.pseudolabel import combine_by_class, load_pseudolabels, pseudolabel_dataset
-from frugalseg.foundation.zoom import predict_on_image
-from frugalseg.metrics import case_metrics, summarise
+from frugalseg.foundation.zoom import image_embedding, predict_on_image
+from frugalseg.metrics import case_metrics, foreground_dice, summarise
 
 __all__ = ["BOX_JITTER", "VARIANTS", "bench_foundation", "bench_student", "box_annotation", "prompt_variants"]
 
@@ -192,19 +192,6 @@ def _zero_shot(
     return {name: _summary(variant_rows) for name, variant_rows in rows.items()}, timing
 
 
-def _matched_dice(pseudo: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
-    """Foreground Dice over ``valid`` pixels, a pixel counting as a hit only where the classes match.
-
-    ``2 |P ∩ T, same class| / (|P| + |T|)`` with ``P`` the pseudo-mask's foreground and ``T`` the truth's; both
-    empty gives 1.0. Shape: ``(H, W)`` each.
-    """
-    truth = (target != 0) & (target != IGNORE) & valid
-    guess = (pseudo != 0) & (pseudo != IGNORE) & valid
-    total = int(np.count_nonzero(truth)) + int(np.count_nonzero(guess))
-    hits = int(np.count_nonzero(truth & guess & (pseudo == target)))
-    return 1.0 if total == 0 else 2.0 * hits / total
-
-
 def _pseudo_scores(cases: Sequence[Case], pseudo_cases: Sequence[Case]) -> dict[str, Any]:
     """Pseudo-mask Dice against the ground truth: over labelled pixels only, and with IGNORE counted as wrong."""
     truth = {case.case_id: case.label for case in cases}
@@ -212,9 +199,8 @@ def _pseudo_scores(cases: Sequence[Case], pseudo_cases: Sequence[Case]) -> dict[
     for case in pseudo_cases:
         target, pseudo = truth[case.case_id], case.label
         assert target is not None and pseudo is not None
-        target, pseudo = np.asarray(target), np.asarray(pseudo)
-        valid_dice.append(_matched_dice(pseudo, target, pseudo != IGNORE))
-        all_dice.append(_matched_dice(pseudo, target, np.ones(target.shape, dtype=bool)))
+        valid_dice.append(foreground_dice(pseudo, target, valid_mask=pseudo != IGNORE))
+        all_dice.append(foreground_dice(pseudo, target))
         ignored.append(float((pseudo == IGNORE).mean()))
     return {
         "dice": float(np.mean(valid_dice)),
@@ -398,7 +384,7 @@ def _finetuned(
     rows: dict[str, list[dict[str, Any]]] = {"box": [], "box_jitter": []}
     for index, case in enumerate(test_cases):
         assert case.label is not None
-        embedding = None if tuned.zoom else cached.encode(case.image)
+        embedding = image_embedding(tuned, case.image, encode=cached.encode)
         variants = prompt_variants(case.label, ivus=ivus, rng=np.random.default_rng([seed, index]))
         for name in rows:
             label, _ = _predict_label(

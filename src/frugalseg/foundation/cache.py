@@ -22,6 +22,7 @@ from frugalseg import __version__
 from frugalseg.atomic import atomic_torch_save
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
 from frugalseg.foundation.protocol import PromptableSegmenter
+from frugalseg.foundation.zoom import zoom_context
 
 __all__ = ["CachedSegmenter", "EmbeddingCache", "embedding_key"]
 
@@ -131,7 +132,7 @@ class CachedSegmenter:
     @property
     def zoom(self) -> float:
         """The wrapped segmenter's zoom context (:mod:`frugalseg.foundation.zoom`; 0: whole images)."""
-        return float(getattr(self.segmenter, "zoom", 0.0))
+        return zoom_context(self.segmenter)
 
     def key(self, image: np.ndarray) -> str:
         """Cache key of ``image`` for the wrapped segmenter."""

@@ -69,7 +69,7 @@ from frugalseg.foundation.prompting import (
 )
 from frugalseg.foundation.prompts import MaskPrediction, Prompts
 from frugalseg.foundation.protocol import PromptableSegmenter
-from frugalseg.foundation.zoom import predict_on_image
+from frugalseg.foundation.zoom import image_embedding, predict_on_image
 from frugalseg.metrics import jaccard_score
 
 __all__ = [
@@ -221,7 +221,7 @@ def pseudolabel_case(
         raise ValueError(f"jitter_trials={jitter_trials}, jitter_fraction={jitter_fraction}: expected >= 0, [0, 0.5)")
     size = (int(np.shape(image)[0]), int(np.shape(image)[1]))
     prompts, count = objects.prompts, objects.num_objects
-    embedding = None if getattr(segmenter, "zoom", 0.0) else segmenter.encode(image)
+    embedding = image_embedding(segmenter, image)
     first = predict_on_image(segmenter, image, prompts, embedding=embedding)
     stability: np.ndarray | None = None
     if jitter_trials:

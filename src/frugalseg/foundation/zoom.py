@@ -23,7 +23,7 @@ from frugalseg.foundation.prompting import jitter_boxes
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
 from frugalseg.foundation.protocol import PromptableSegmenter
 
-__all__ = ["predict_on_image", "segment_zoomed", "zoom_crops", "zoom_window"]
+__all__ = ["image_embedding", "predict_on_image", "segment_zoomed", "zoom_context", "zoom_crops", "zoom_window"]
 
 _OUTSIDE_LOGIT = -20.0
 """Logit given to pixels outside an object's window (certainly background for that object)."""
@@ -102,6 +102,19 @@ def segment_zoomed(
     return MaskPrediction(masks=logits > 0, scores=scores, logits=logits)
 
 
+def zoom_context(segmenter: PromptableSegmenter) -> float:
+    """The crop context ``segmenter``'s decoder was fine-tuned at (its ``zoom``; 0: whole images)."""
+    return float(getattr(segmenter, "zoom", 0.0))
+
+
+def image_embedding(
+    segmenter: PromptableSegmenter, image: np.ndarray, *, encode: Callable[[np.ndarray], Embedding] | None = None
+) -> Embedding | None:
+    """The whole-image embedding :func:`predict_on_image` uses, to encode once for several predictions;
+    ``None`` for a zoom segmenter, which encodes a crop per object instead."""
+    return None if zoom_context(segmenter) else (encode or segmenter.encode)(image)
+
+
 def predict_on_image(
     segmenter: PromptableSegmenter,
     image: np.ndarray,
@@ -117,7 +130,7 @@ def predict_on_image(
         returns masks and logits ``(N, H, W)``, scores ``(N,)``.
     """
     encode = encode or segmenter.encode
-    zoom = float(getattr(segmenter, "zoom", 0.0))
+    zoom = zoom_context(segmenter)
     if zoom:
         return segment_zoomed(segmenter, image, prompts, context=zoom, encode=encode)
     return segmenter.predict(embedding if embedding is not None else encode(image), prompts)

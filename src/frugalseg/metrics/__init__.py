@@ -15,7 +15,7 @@ from frugalseg.metrics.distance import (
     surface_distances_mm,
 )
 from frugalseg.metrics.ivus import ivus_measures, percentage_area_difference
-from frugalseg.metrics.overlap import batch_dice, dice_score, jaccard_score
+from frugalseg.metrics.overlap import batch_dice, dice_score, foreground_dice, jaccard_score
 from frugalseg.metrics.summary import METRIC_NAMES, case_metrics, summarise
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "case_metrics",
     "dice_score",
     "distance_metrics_mm",
+    "foreground_dice",
     "hausdorff_mm",
     "hd95_mm",
     "ivus_measures",

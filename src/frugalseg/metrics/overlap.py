@@ -1,4 +1,5 @@
-"""Overlap metrics: Dice and Jaccard on boolean masks (numpy) and a batched Dice on label maps (torch).
+"""Overlap metrics: Dice and Jaccard on boolean masks and a class-matched foreground Dice on label maps (numpy),
+and a batched Dice on label maps (torch).
 
 Empty-mask rule, everywhere in this module: when prediction and target are both empty the score is
 ``1.0`` (nothing to find, nothing found); when exactly one is empty it is ``0.0``.
@@ -10,9 +11,9 @@ import numpy as np
 import torch
 
 from frugalseg.data.case import IGNORE
-from frugalseg.metrics._checks import as_mask, check_pair
+from frugalseg.metrics._checks import as_label_map, as_mask, check_pair
 
-__all__ = ["batch_dice", "dice_score", "jaccard_score"]
+__all__ = ["batch_dice", "dice_score", "foreground_dice", "jaccard_score"]
 
 
 def _counts(pred: np.ndarray, target: np.ndarray, valid_mask: np.ndarray | None) -> tuple[int, int, int]:
@@ -47,6 +48,26 @@ def dice_score(pred: np.ndarray, target: np.ndarray, *, valid_mask: np.ndarray |
     inter, n_pred, n_target = _counts(pred, target, valid_mask)
     total = n_pred + n_target
     return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def foreground_dice(pred: np.ndarray, target: np.ndarray, *, valid_mask: np.ndarray | None = None) -> float:
+    """Dice of two label maps' foregrounds, a pixel counting as overlap only where the classes agree.
+
+    ``2 |P ∩ T, same class| / (|P| + |T|)``, ``P`` and ``T`` the pixels of any class other than background and
+    ``IGNORE``; pixels outside ``valid_mask`` are left out. Empty rule of the module.
+
+    Shape:
+        ``pred``, ``target``, ``valid_mask``: ``(H, W)``.
+    """
+    pred, target = as_label_map(pred, "pred"), as_label_map(target, "target")
+    check_pair(pred, target)
+    valid = np.ones(pred.shape, dtype=bool) if valid_mask is None else as_mask(valid_mask, "valid_mask")
+    check_pair(pred, valid)
+    truth = (target != 0) & (target != IGNORE) & valid
+    guess = (pred != 0) & (pred != IGNORE) & valid
+    total = int(np.count_nonzero(truth)) + int(np.count_nonzero(guess))
+    hits = int(np.count_nonzero(truth & guess & (pred == target)))
+    return 1.0 if total == 0 else 2.0 * hits / total
 
 
 def jaccard_score(pred: np.ndarray, target: np.ndarray, *, valid_mask: np.ndarray | None = None) -> float:
