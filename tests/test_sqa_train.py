@@ -17,8 +17,8 @@ from conftest import StubSegmenter, disc_case
 from frugalseg.active.correction import CORRECTION_EFFORT
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
-from frugalseg.engine.al_bench import bench_al
-from frugalseg.engine.al_report import _first_reaching, versus_random
+from frugalseg.engine.al_bench import bench_al, random_subset
+from frugalseg.engine.al_report import _first_reaching, versus_from_scratch, versus_random
 from frugalseg.engine.al_run import run_al
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
@@ -279,6 +279,7 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
         model="sqa_test",
         batch_size=4,
         cold_start="diverse",
+        from_scratch=[6],
         log=lambda _line: None,
     )
     saved = json.loads(json_path.read_text())
@@ -307,6 +308,40 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
         )
     assert json_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["num_pool"] == 18 and report["num_test"] == 6
+    # the passive route: 6 random cases trained from scratch, then the whole pool (the reference itself)
+    passive = saved["from_scratch"]
+    assert [p["num_labelled"] for p in passive] == [6, 18] and passive[-1]["dice_mean"] == full
+    assert passive[-1]["effort_seconds"] == saved["effort"]["pool_scratch_seconds"] > passive[0]["effort_seconds"]
+    assert (tmp_path / "al-runs" / "from_scratch" / "n6_seed0.json").exists()
+    same = saved["effort"]["strategies"]["sqa"]["same_final_dice"]
+    assert same["dice"] == sqa["curve"][-1]["dice_mean"]
+    assert same["assisted_seconds"] == saved["effort"]["strategies"]["sqa"]["assisted_seconds"]
+
+
+def test_random_subsets_are_seeded_and_nested() -> None:
+    pool = _discs(20, size=16)
+    small, large = random_subset(pool, 4, seed=3), random_subset(pool, 10, seed=3)
+    assert [c.case_id for c in small] == [c.case_id for c in random_subset(pool, 4, seed=3)]
+    assert {c.case_id for c in small} < {c.case_id for c in large}
+    assert [c.case_id for c in large] == sorted(c.case_id for c in large)  # in pool order
+    assert {c.case_id for c in random_subset(pool, 10, seed=4)} != {c.case_id for c in large}
+
+
+def test_effort_for_the_same_dice_is_bracketed_by_the_from_scratch_points() -> None:
+    passive = [
+        {"fraction": 0.1, "dice_mean": 0.950, "effort_seconds": 1000.0},
+        {"fraction": 0.2, "dice_mean": 0.958, "effort_seconds": 2000.0},
+        {"fraction": 1.0, "dice_mean": 0.966, "effort_seconds": 10000.0},
+    ]
+    between = versus_from_scratch(0.9605, 300.0, passive)  # reached between 20 % and the whole pool
+    assert between["from_scratch_fraction_between"] == [0.2, 1.0]
+    assert between["ratio_at_most"] == pytest.approx(0.15) and between["ratio_at_least"] == pytest.approx(0.03)
+    early = versus_from_scratch(0.94, 300.0, passive)  # even the smallest subset reaches it: no upper bound
+    assert early["from_scratch_fraction_between"] == [None, 0.1]
+    assert early["ratio_at_most"] is None and early["ratio_at_least"] == pytest.approx(0.3)
+    beyond = versus_from_scratch(0.97, 300.0, passive)  # drawing the whole pool does not reach it
+    assert beyond["from_scratch_fraction_between"] == [1.0, None]
+    assert beyond["ratio_at_most"] == pytest.approx(0.03) and beyond["ratio_at_least"] is None
 
 
 def test_effort_to_reach_a_dice_is_interpolated_between_rounds() -> None:

@@ -107,6 +107,13 @@ def bench_al(
     ] = "full",
     assist: AssistOption = False,
     cold_start: Annotated[str, typer.Option(help="random or diverse (evenly spaced over the pool).")] = "random",
+    from_scratch: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated sizes (percentages or counts) of random subsets drawn and trained from scratch: "
+            "the passive route the effort is compared with for the same final Dice."
+        ),
+    ] = "",
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
 ) -> None:
@@ -130,6 +137,7 @@ def bench_al(
         acquire=acquire,  # type: ignore[arg-type]
         assist=assist,
         cold_start=cold_start,  # type: ignore[arg-type]
+        from_scratch=[parse_count(item.strip()) for item in from_scratch.split(",") if item.strip()],
         log=console.log,
     )
     rows = [

@@ -4,6 +4,11 @@ per strategy, over seeds).
 :func:`bench_al` runs every strategy with every seed (:func:`~frugalseg.engine.al_run.run_al`, resuming
 finished or interrupted runs), trains the fully supervised reference (the whole pool, at least as many
 optimisation steps as a whole run) once per seed, and writes the JSON report and a PNG plot beside it.
+
+With ``from_scratch`` fractions it also trains the passive route the loop is meant to replace: random subsets of
+the pool, drawn from scratch by the expert and trained from scratch as the reference is (nested: each seed's
+smaller subset lies within its larger ones). Each strategy's assisted effort is then set against the time that
+route takes to reach the strategy's final Dice (:func:`~frugalseg.engine.al_report.versus_from_scratch`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ import numpy as np
 import torch
 
 from frugalseg.active.correction import CORRECTION_EFFORT, scratch_seconds
-from frugalseg.active.loop import ActiveLearningConfig
+from frugalseg.active.loop import ActiveLearningConfig, resolve_count
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
-from frugalseg.engine.al_report import mean_defined, plot_curves, spread, summarise_strategy, versus_random
+from frugalseg.engine.al_report import (
+    mean_defined,
+    plot_curves,
+    spread,
+    summarise_strategy,
+    versus_from_scratch,
+    versus_random,
+)
 from frugalseg.engine.al_run import labelled_cases, round_seed, run_al
 from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
@@ -33,18 +45,18 @@ __all__ = ["bench_al"]
 
 QUICK_MAX_POOL = 48
 QUICK_MAX_TEST = 16
+_SUBSET_STREAM = 0x5AB5E7  # random subsets draw from a stream of their own, apart from the runs'
 
 
-def _full_reference(
-    pool: list[Case], test: list[Case], dataset: Dataset, *, seed: int, out: Path, options: dict[str, Any]
+def _trained_reference(
+    cases: list[Case], test: list[Case], dataset: Dataset, *, seed: int, path: Path, options: dict[str, Any]
 ) -> dict[str, Any]:
-    """The SQA network trained on the whole pool (cached as JSON).
+    """The SQA network trained from scratch on ``cases``, evaluated on ``test`` (cached as JSON at ``path``).
 
-    It trains ``epochs_per_round`` passes over the pool, and at least as many steps as a whole active-learning
+    It trains ``epochs_per_round`` passes over the cases, and at least as many steps as a whole active-learning
     run is guaranteed (``min_steps`` per round, rounds + 1 trainings), so that no strategy beats it by training
-    longer.
+    longer. The cache is used only when it was written with the same ``options``.
     """
-    path = out / f"seed{seed}.json"
     if path.exists():
         cached: dict[str, Any] = json.loads(path.read_text())
         if cached.get("options") == json.loads(json.dumps(options)):
@@ -60,7 +72,7 @@ def _full_reference(
     started = time.perf_counter()
     network = fine_tune_sqa(
         None,
-        pool,
+        cases,
         config=config,
         epochs=options["epochs_per_round"],
         generator=torch.Generator().manual_seed(round_seed(seed, -1)),
@@ -74,6 +86,67 @@ def _full_reference(
     result = {"options": options, "seed": seed, "train_seconds": train_seconds, **report}
     atomic_write_json(path, result)
     return result
+
+
+def random_subset(pool: Sequence[Case], count: int, *, seed: int) -> list[Case]:
+    """``count`` cases of ``pool`` drawn at random by ``seed``, in pool order; nested: a smaller count's subset
+    lies within a larger one's for the same seed."""
+    order = np.random.default_rng([seed, _SUBSET_STREAM]).permutation(len(pool))
+    return [pool[i] for i in sorted(order[:count])]
+
+
+def _from_scratch_curve(
+    pool: list[Case],
+    test: list[Case],
+    dataset: Dataset,
+    *,
+    fractions: Sequence[float],
+    seeds: Sequence[int],
+    out: Path,
+    options: dict[str, Any],
+    full: list[dict[str, Any]],
+    pool_scratch_seconds: float,
+    log: Callable[[str], Any],
+) -> list[dict[str, Any]]:
+    """The passive route: per fraction, random subsets drawn and trained from scratch, one per seed.
+
+    Returns:
+        Curve points ``{"fraction", "num_labelled", "dice_mean", "dice_std", "dice_by_seed", "effort_seconds"}``
+        in increasing fraction, ``effort_seconds`` the mean time to draw the subsets from scratch; the last point
+        is the whole pool (the fully supervised reference ``full``, one result per seed).
+    """
+    curve = []
+    for count in sorted({resolve_count(f, len(pool), name="from_scratch") for f in fractions}):
+        dice, seconds = [], []
+        for s in seeds:
+            log(f"from scratch: {count} random pool cases, seed {s}")
+            subset = random_subset(pool, count, seed=s)
+            path = out / f"n{count}_seed{s}.json"
+            result = _trained_reference(subset, test, dataset, seed=s, path=path, options={**options, "count": count})
+            dice.append(float(result["dice_mean"]))
+            seconds.append(sum(scratch_seconds(c.label, spacing=c.spacing) for c in subset if c.label is not None))
+        curve.append(
+            {
+                "fraction": count / len(pool),
+                "num_labelled": count,
+                "dice_mean": float(np.mean(dice)),
+                "dice_std": spread(dice),
+                "dice_by_seed": dice,
+                "effort_seconds": float(np.mean(seconds)),
+            }
+        )
+    whole = [float(f["dice_mean"]) for f in full]
+    curve.append(
+        {
+            "fraction": 1.0,
+            "num_labelled": len(pool),
+            "dice_mean": float(np.mean(whole)),
+            "dice_std": spread(whole),
+            "dice_by_seed": whole,
+            "effort_seconds": pool_scratch_seconds,
+        }
+    )
+    return curve
 
 
 def bench_al(
@@ -98,6 +171,7 @@ def bench_al(
     acquire: Literal["full", "boxes", "scribbles"] = "full",
     assist: bool = False,
     cold_start: Literal["random", "diverse"] = "random",
+    from_scratch: Sequence[int | float] = (),
     device: str = "cpu",
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -107,8 +181,11 @@ def bench_al(
     subject of the pool (seed 0) when ``None``. ``quick`` keeps at most 48 pool cases (evenly spread) and 16 test
     cases, ``size <= 64``, ``rounds <= 2`` and ``epochs_per_round <= 2``. ``acquire`` is the expert's label,
     ``assist`` box-assisted correction (:func:`run_al`) and ``cold_start`` how the first batch is chosen; the fully
-    supervised reference depends on none of them. Runs go to ``<json stem>-runs/`` and are resumed when run again
-    with the same settings.
+    supervised reference depends on none of them. ``from_scratch``: sizes (fractions of the pool or counts) of
+    the passive route's random subsets (module docstring); the report's ``from_scratch`` curve ends with the
+    reference, and ``effort.strategies.<name>.same_final_dice`` (and ``.to_99pct_of_full.from_scratch``) set the
+    assisted effort against it. Runs go to ``<json stem>-runs/`` and are resumed when run again with the same
+    settings.
 
     Returns:
         The report written to ``json_path``: ``{"strategies": {name: {"curve": [{"fraction", "dice_mean",
@@ -145,7 +222,10 @@ def bench_al(
         "num_pool": len(pool),
     }
     log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
-    full = [_full_reference(pool, test, pool_dataset, seed=s, out=runs / "full", options=options) for s in seed_list]
+    full = [
+        _trained_reference(pool, test, pool_dataset, seed=s, path=runs / "full" / f"seed{s}.json", options=options)
+        for s in seed_list
+    ]
     full_dice = float(np.mean([f["dice_mean"] for f in full]))
     report_strategies: dict[str, Any] = {}
     pool_scratch = float(sum(scratch_seconds(c.label, spacing=c.spacing) for c in pool if c.label is not None))
@@ -186,6 +266,26 @@ def bench_al(
         report_strategies[name], effort["strategies"][name] = summarise_strategy(
             results, full_dice, pool_scratch_seconds=pool_scratch
         )
+    passive = None
+    if from_scratch:
+        passive = _from_scratch_curve(
+            pool,
+            test,
+            pool_dataset,
+            fractions=from_scratch,
+            seeds=seed_list,
+            out=runs / "from_scratch",
+            options=options,
+            full=full,
+            pool_scratch_seconds=pool_scratch,
+            log=log,
+        )
+        for name, entry in effort["strategies"].items():
+            final = report_strategies[name]["curve"][-1]["dice_mean"]
+            entry["same_final_dice"] = versus_from_scratch(final, entry["assisted_seconds"], passive)
+            if entry["to_99pct_of_full"] is not None:
+                reached = entry["to_99pct_of_full"]
+                reached["from_scratch"] = versus_from_scratch(0.99 * full_dice, reached["assisted_seconds"], passive)
     quality = {key: mean_defined([f["quality"].get(key) for f in full]) for key in ("pearson", "spearman", "mae")}
     report = {
         "benchmark": "active_learning",
@@ -206,10 +306,12 @@ def bench_al(
             "acquire": acquire,
             "assist": "box" if assist else None,
             "cold_start": cold_start,
+            "from_scratch": list(from_scratch),
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},
         "strategies": report_strategies,
+        "from_scratch": passive,
         "versus_random": versus_random(report_strategies, seed_list),
         "quality": {
             **quality,
@@ -220,8 +322,11 @@ def bench_al(
         "plot": str(json_path.with_suffix(".png")),
         "seconds": time.perf_counter() - started,
     }
+    plotted = dict(report_strategies)
+    if passive:  # the subsets, not the whole pool (the reference's line)
+        plotted["random, drawn and trained from scratch"] = {"curve": passive[:-1]}
     plot_curves(
-        report_strategies,
+        plotted,
         full_dice,
         json_path.with_suffix(".png"),
         title=pool_dataset.root or pool_dataset.source_format,

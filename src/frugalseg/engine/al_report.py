@@ -12,7 +12,7 @@ import numpy as np
 from frugalseg.active.loop import ALResult
 from frugalseg.atomic import atomic_write_bytes
 
-__all__ = ["mean_defined", "plot_curves", "spread", "summarise_strategy", "versus_random"]
+__all__ = ["mean_defined", "plot_curves", "spread", "summarise_strategy", "versus_from_scratch", "versus_random"]
 
 
 def mean_defined(values: Sequence[float | None]) -> float | None:
@@ -122,6 +122,34 @@ def summarise_strategy(
             "of_pool_scratch_seconds": reached[1] / pool_scratch_seconds,
         }
     return summary, effort
+
+
+def versus_from_scratch(
+    dice: float, assisted_seconds: float, from_scratch: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Assisted effort against the passive route (random images drawn from scratch) to the same Dice.
+
+    ``from_scratch`` is that route's curve in increasing fraction (``dice_mean``, ``effort_seconds``, its last
+    point the whole pool). Its time to reach ``dice`` is bracketed by its measured points, with no assumption on
+    the curve's shape between them: more than the cost of the largest point below ``dice`` and at most that of
+    the first point at or above it. The ratio of ``assisted_seconds`` to that time is bracketed likewise:
+    ``ratio_at_most`` (``None`` when even the first point reaches ``dice``) and ``ratio_at_least`` (``None``
+    when no point does).
+    """
+    below = [p for p in from_scratch if p["dice_mean"] < dice]
+    above = [p for p in from_scratch if p["dice_mean"] >= dice]
+    lower = max(below, key=lambda p: p["fraction"]) if below else None
+    upper = min(above, key=lambda p: p["fraction"]) if above else None
+    return {
+        "dice": dice,
+        "assisted_seconds": assisted_seconds,
+        "from_scratch_fraction_between": [
+            None if lower is None else lower["fraction"],
+            None if upper is None else upper["fraction"],
+        ],
+        "ratio_at_most": None if lower is None else assisted_seconds / lower["effort_seconds"],
+        "ratio_at_least": None if upper is None else assisted_seconds / upper["effort_seconds"],
+    }
 
 
 def versus_random(strategies: Mapping[str, Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
