@@ -38,14 +38,8 @@ from frugalseg.foundation.prompting import (
     prompts_from_scribbles,
     rowcol_to_xy,
 )
-from frugalseg.foundation.pseudolabel import (
-    combine_by_class,
-    combine_confidence,
-    load_pseudolabels,
-    prompt_stability,
-    pseudolabel_case,
-    pseudolabel_dataset,
-)
+from frugalseg.foundation.pseudolabel import load_pseudolabels, pseudolabel_dataset
+from frugalseg.foundation.pseudomask import combine_by_class, combine_confidence, prompt_stability, pseudolabel_case
 from frugalseg.foundation.tiny_vit import TinyViT
 from frugalseg.foundation.tiny_vit_fast import encode_fast
 from frugalseg.foundation.zoom import segment_zoomed, zoom_crops, zoom_window

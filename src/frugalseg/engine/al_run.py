@@ -100,7 +100,7 @@ def _with_box_masks(
 def _box_assistant(segmenter: PromptableSegmenter, *, ivus: bool) -> BoxAssistant:
     """The foundation model's outline of an expert's boxes: every object kept, whatever its confidence."""
     from frugalseg.foundation.prompting import prompts_from_boxes
-    from frugalseg.foundation.pseudolabel import pseudolabel_case
+    from frugalseg.foundation.pseudomask import pseudolabel_case
 
     def outline(case: Case, boxes: Boxes) -> np.ndarray:
         objects = prompts_from_boxes(boxes, case.shape)

@@ -54,7 +54,8 @@ from frugalseg.foundation import CachedSegmenter, EmbeddingCache, LiteMedSAMSegm
 from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, finetune_decoder
 from frugalseg.foundation.prompting import ObjectPrompts, ivus_prompts, prompts_from_boxes, prompts_from_points
 from frugalseg.foundation.prompts import Embedding
-from frugalseg.foundation.pseudolabel import combine_by_class, load_pseudolabels, pseudolabel_dataset
+from frugalseg.foundation.pseudolabel import load_pseudolabels, pseudolabel_dataset
+from frugalseg.foundation.pseudomask import combine_by_class
 from frugalseg.foundation.zoom import image_embedding, predict_on_image
 from frugalseg.metrics import case_metrics, foreground_dice, summarise
 

@@ -1,7 +1,7 @@
 """Pseudo-masks from a promptable foundation model for weakly supervised training (method ``litemedsam``).
 
 ``boxes``: each training image is prompted with its boxes at its original resolution through
-:func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` (one object per box; confidence = predicted IoU x
+:func:`~frugalseg.foundation.pseudomask.pseudolabel_case` (one object per box; confidence = predicted IoU x
 stability under box jitter; an object below its default floor of 0.5 is left unlabelled inside its box), and the
 label map is resized to the training size. The default segmenter is LiteMedSAM with its real weights
 (``frugalseg weights fetch litemedsam``), its embeddings cached under ``<cache>/embeddings``
@@ -37,7 +37,7 @@ from frugalseg.engine.weak_labels import case_rng
 from frugalseg.errors import InputError
 from frugalseg.foundation import CachedSegmenter, EmbeddingCache, LiteMedSAMSegmenter, PromptableSegmenter
 from frugalseg.foundation.prompting import prompts_from_boxes
-from frugalseg.foundation.pseudolabel import pseudolabel_case
+from frugalseg.foundation.pseudomask import pseudolabel_case
 from frugalseg.weights import cache_dir
 
 __all__ = [
@@ -63,7 +63,7 @@ def box_pseudo_mask(
 ) -> np.ndarray:
     """The foundation model's label map of one case from its boxes, at the image's size.
 
-    Through :func:`~frugalseg.foundation.pseudolabel.pseudolabel_case` (an object below its confidence floor is
+    Through :func:`~frugalseg.foundation.pseudomask.pseudolabel_case` (an object below its confidence floor is
     ``IGNORE``; ``ivus``: the vessel-wall box prompts the vessel, wall = vessel minus lumen), the box jitter of
     the stability estimate seeded by ``seed`` and the case id.
 
