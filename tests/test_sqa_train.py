@@ -17,7 +17,8 @@ from conftest import StubSegmenter, disc_case
 from frugalseg.active.correction import CORRECTION_EFFORT
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
-from frugalseg.engine.al_bench import bench_al, random_subset
+from frugalseg.engine.al_bench import bench_al
+from frugalseg.engine.al_reference import random_subset
 from frugalseg.engine.al_report import _first_reaching, versus_from_scratch, versus_random
 from frugalseg.engine.al_run import run_al
 from frugalseg.engine.config import TrainConfig
@@ -316,6 +317,20 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
     same = saved["effort"]["strategies"]["sqa"]["same_final_dice"]
     assert same["dice"] == sqa["curve"][-1]["dice_mean"]
     assert same["assisted_seconds"] == saved["effort"]["strategies"]["sqa"]["assisted_seconds"]
+    # each run's 3 acquired cases, trained from scratch once more under the reference's protocol
+    retrained = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "retrained.json").read_text())
+    assert retrained["options"]["count"] == 3 and sqa["retrained"]["dice_by_seed"] == [retrained["dice_mean"]]
+    assert sqa["retrained"]["fraction"] == pytest.approx(3 / 18)
+    assert saved["effort"]["strategies"]["sqa"]["same_final_dice_retrained"]["dice"] == retrained["dice_mean"]
+
+
+def test_bench_al_refuses_a_from_scratch_route_for_weak_labels(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    with pytest.raises(InputError, match="from_scratch"):
+        bench_al(
+            pool, test, strategies=["sqa"], seeds=1, json_path=tmp_path / "al.json", acquire="boxes", from_scratch=[6]
+        )
+    assert not (tmp_path / "al-runs").exists()  # refused before any training
 
 
 def test_random_subsets_are_seeded_and_nested() -> None:

@@ -5,28 +5,27 @@ per strategy, over seeds).
 finished or interrupted runs), trains the fully supervised reference (the whole pool, at least as many
 optimisation steps as a whole run) once per seed, and writes the JSON report and a PNG plot beside it.
 
-With ``from_scratch`` fractions it also trains the passive route the loop is meant to replace: random subsets of
-the pool, drawn from scratch by the expert and trained from scratch as the reference is (nested: each seed's
-smaller subset lies within its larger ones). Each strategy's assisted effort is then set against the time that
-route takes to reach the strategy's final Dice (:func:`~frugalseg.engine.al_report.versus_from_scratch`).
+With ``from_scratch`` fractions it also trains the passive route the loop is meant to replace (random subsets
+drawn and trained from scratch) and each run's acquired labels from scratch, as the reference is
+(:mod:`frugalseg.engine.al_reference`), and sets each strategy's assisted effort against the time the passive
+route takes to reach the same Dice (:func:`~frugalseg.engine.al_report.versus_from_scratch`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from frugalseg.active.correction import CORRECTION_EFFORT, scratch_seconds
-from frugalseg.active.loop import ActiveLearningConfig, resolve_count
+from frugalseg.active.loop import ActiveLearningConfig
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
+from frugalseg.engine.al_reference import from_scratch_curve, retrained_runs, trained_reference
 from frugalseg.engine.al_report import (
     mean_defined,
     plot_curves,
@@ -35,118 +34,14 @@ from frugalseg.engine.al_report import (
     versus_from_scratch,
     versus_random,
 )
-from frugalseg.engine.al_run import labelled_cases, round_seed, run_al
+from frugalseg.engine.al_run import labelled_cases, run_al
 from frugalseg.engine.bench import evenly_spaced, held_out_split
-from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa
 from frugalseg.errors import InputError
 
 __all__ = ["bench_al"]
 
 QUICK_MAX_POOL = 48
 QUICK_MAX_TEST = 16
-_SUBSET_STREAM = 0x5AB5E7  # random subsets draw from a stream of their own, apart from the runs'
-
-
-def _trained_reference(
-    cases: list[Case], test: list[Case], dataset: Dataset, *, seed: int, path: Path, options: dict[str, Any]
-) -> dict[str, Any]:
-    """The SQA network trained from scratch on ``cases``, evaluated on ``test`` (cached as JSON at ``path``).
-
-    It trains ``epochs_per_round`` passes over the cases, and at least as many steps as a whole active-learning
-    run is guaranteed (``min_steps`` per round, rounds + 1 trainings), so that no strategy beats it by training
-    longer. The cache is used only when it was written with the same ``options``.
-    """
-    if path.exists():
-        cached: dict[str, Any] = json.loads(path.read_text())
-        if cached.get("options") == json.loads(json.dumps(options)):
-            return cached
-    config = TrainConfig(
-        model=options["model"],
-        size=options["size"],
-        epochs=options["epochs_per_round"],
-        batch_size=options["batch_size"],
-        lr=options["lr"],
-        seed=seed,
-    )
-    started = time.perf_counter()
-    network = fine_tune_sqa(
-        None,
-        cases,
-        config=config,
-        epochs=options["epochs_per_round"],
-        generator=torch.Generator().manual_seed(round_seed(seed, -1)),
-        num_classes=dataset.num_classes,
-        dropout=options["dropout"],
-        min_steps=options["min_steps"] * (options["rounds"] + 1),
-        device=options["device"],
-    )
-    train_seconds = time.perf_counter() - started
-    report = evaluate_sqa(network, test, size=options["size"], class_names=dataset.class_names, error_map=True)
-    result = {"options": options, "seed": seed, "train_seconds": train_seconds, **report}
-    atomic_write_json(path, result)
-    return result
-
-
-def random_subset(pool: Sequence[Case], count: int, *, seed: int) -> list[Case]:
-    """``count`` cases of ``pool`` drawn at random by ``seed``, in pool order; nested: a smaller count's subset
-    lies within a larger one's for the same seed."""
-    order = np.random.default_rng([seed, _SUBSET_STREAM]).permutation(len(pool))
-    return [pool[i] for i in sorted(order[:count])]
-
-
-def _from_scratch_curve(
-    pool: list[Case],
-    test: list[Case],
-    dataset: Dataset,
-    *,
-    fractions: Sequence[float],
-    seeds: Sequence[int],
-    out: Path,
-    options: dict[str, Any],
-    full: list[dict[str, Any]],
-    pool_scratch_seconds: float,
-    log: Callable[[str], Any],
-) -> list[dict[str, Any]]:
-    """The passive route: per fraction, random subsets drawn and trained from scratch, one per seed.
-
-    Returns:
-        Curve points ``{"fraction", "num_labelled", "dice_mean", "dice_std", "dice_by_seed", "effort_seconds"}``
-        in increasing fraction, ``effort_seconds`` the mean time to draw the subsets from scratch; the last point
-        is the whole pool (the fully supervised reference ``full``, one result per seed).
-    """
-    curve = []
-    for count in sorted({resolve_count(f, len(pool), name="from_scratch") for f in fractions}):
-        dice, seconds = [], []
-        for s in seeds:
-            log(f"from scratch: {count} random pool cases, seed {s}")
-            subset = random_subset(pool, count, seed=s)
-            path = out / f"n{count}_seed{s}.json"
-            result = _trained_reference(subset, test, dataset, seed=s, path=path, options={**options, "count": count})
-            dice.append(float(result["dice_mean"]))
-            seconds.append(sum(scratch_seconds(c.label, spacing=c.spacing) for c in subset if c.label is not None))
-        curve.append(
-            {
-                "fraction": count / len(pool),
-                "num_labelled": count,
-                "dice_mean": float(np.mean(dice)),
-                "dice_std": spread(dice),
-                "dice_by_seed": dice,
-                "effort_seconds": float(np.mean(seconds)),
-            }
-        )
-    whole = [float(f["dice_mean"]) for f in full]
-    curve.append(
-        {
-            "fraction": 1.0,
-            "num_labelled": len(pool),
-            "dice_mean": float(np.mean(whole)),
-            "dice_std": spread(whole),
-            "dice_by_seed": whole,
-            "effort_seconds": pool_scratch_seconds,
-        }
-    )
-    return curve
 
 
 def bench_al(
@@ -197,6 +92,8 @@ def bench_al(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list or not strategies:
         raise InputError("bench al needs at least one strategy and one seed")
+    if from_scratch and acquire != "full":
+        raise InputError(f"from_scratch compares full labels drawn from scratch; acquire={acquire!r} is not full")
     for name in strategies:
         ActiveLearningConfig(strategy=name)  # validates the name
     if test_cases is None:
@@ -223,7 +120,7 @@ def bench_al(
     }
     log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
     full = [
-        _trained_reference(pool, test, pool_dataset, seed=s, path=runs / "full" / f"seed{s}.json", options=options)
+        trained_reference(pool, test, pool_dataset, seed=s, path=runs / "full" / f"seed{s}.json", options=options)
         for s in seed_list
     ]
     full_dice = float(np.mean([f["dice_mean"] for f in full]))
@@ -234,6 +131,7 @@ def bench_al(
         "pool_scratch_seconds": pool_scratch,
         "strategies": {},
     }
+    runs_by_strategy = {}
     for name in strategies:
         results = []
         for s in seed_list:
@@ -266,9 +164,10 @@ def bench_al(
         report_strategies[name], effort["strategies"][name] = summarise_strategy(
             results, full_dice, pool_scratch_seconds=pool_scratch
         )
+        runs_by_strategy[name] = results
     passive = None
     if from_scratch:
-        passive = _from_scratch_curve(
+        passive = from_scratch_curve(
             pool,
             test,
             pool_dataset,
@@ -281,8 +180,23 @@ def bench_al(
             log=log,
         )
         for name, entry in effort["strategies"].items():
+            log(f"{name}: the acquired labels trained from scratch")
+            retrained = retrained_runs(
+                pool,
+                test,
+                pool_dataset,
+                results=runs_by_strategy[name],
+                seeds=seed_list,
+                out=runs / name,
+                options=options,
+                full_dice=full_dice,
+                log=log,
+            )
+            report_strategies[name]["retrained"] = retrained
+            seconds = entry["assisted_seconds"]
             final = report_strategies[name]["curve"][-1]["dice_mean"]
-            entry["same_final_dice"] = versus_from_scratch(final, entry["assisted_seconds"], passive)
+            entry["same_final_dice"] = versus_from_scratch(final, seconds, passive)
+            entry["same_final_dice_retrained"] = versus_from_scratch(retrained["dice_mean"], seconds, passive)
             if entry["to_99pct_of_full"] is not None:
                 reached = entry["to_99pct_of_full"]
                 reached["from_scratch"] = versus_from_scratch(0.99 * full_dice, reached["assisted_seconds"], passive)

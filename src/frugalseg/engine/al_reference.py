@@ -1,0 +1,173 @@
+"""The SQA network trained once from scratch, as the label-efficiency benchmark's references are.
+
+* the fully supervised reference: the whole pool;
+* the passive route the loop is meant to replace: random subsets of the pool, drawn from scratch by the expert
+  (:func:`from_scratch_curve`; nested: a seed's smaller subset lies within its larger ones);
+* a finished run's acquired labels (:func:`retrained_runs`), so that the loop's selection is compared with
+  random selection under one training protocol, not warm-started rounds against one long training.
+
+Every training is :func:`trained_reference` (cached as JSON, resumed when the options match).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from frugalseg.active.correction import scratch_seconds
+from frugalseg.active.loop import ALResult, resolve_count
+from frugalseg.atomic import atomic_write_json
+from frugalseg.data.case import Case, Dataset
+from frugalseg.engine.al_report import spread
+from frugalseg.engine.al_run import round_seed
+from frugalseg.engine.config import TrainConfig
+from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa
+
+__all__ = ["from_scratch_curve", "random_subset", "retrained_runs", "trained_reference"]
+
+_SUBSET_STREAM = 0x5AB5E7  # random subsets draw from a stream of their own, apart from the runs'
+
+
+def trained_reference(
+    cases: list[Case], test: list[Case], dataset: Dataset, *, seed: int, path: Path, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The SQA network trained from scratch on ``cases``, evaluated on ``test`` (cached as JSON at ``path``).
+
+    One one-cycle schedule of ``epochs_per_round`` passes over the cases, and at least the steps a whole
+    active-learning run is guaranteed (``min_steps`` per round, rounds + 1 trainings). The cache is used only
+    when it was written with the same ``options``.
+    """
+    if path.exists():
+        cached: dict[str, Any] = json.loads(path.read_text())
+        if cached.get("options") == json.loads(json.dumps(options)):
+            return cached
+    config = TrainConfig(
+        model=options["model"],
+        size=options["size"],
+        epochs=options["epochs_per_round"],
+        batch_size=options["batch_size"],
+        lr=options["lr"],
+        seed=seed,
+    )
+    started = time.perf_counter()
+    network = fine_tune_sqa(
+        None,
+        cases,
+        config=config,
+        epochs=options["epochs_per_round"],
+        generator=torch.Generator().manual_seed(round_seed(seed, -1)),
+        num_classes=dataset.num_classes,
+        dropout=options["dropout"],
+        min_steps=options["min_steps"] * (options["rounds"] + 1),
+        device=options["device"],
+    )
+    train_seconds = time.perf_counter() - started
+    report = evaluate_sqa(network, test, size=options["size"], class_names=dataset.class_names, error_map=True)
+    result = {"options": options, "seed": seed, "train_seconds": train_seconds, **report}
+    atomic_write_json(path, result)
+    return result
+
+
+def random_subset(pool: Sequence[Case], count: int, *, seed: int) -> list[Case]:
+    """``count`` cases of ``pool`` drawn at random by ``seed``, in pool order; nested: a smaller count's subset
+    lies within a larger one's for the same seed."""
+    order = np.random.default_rng([seed, _SUBSET_STREAM]).permutation(len(pool))
+    return [pool[i] for i in sorted(order[:count])]
+
+
+def from_scratch_curve(
+    pool: list[Case],
+    test: list[Case],
+    dataset: Dataset,
+    *,
+    fractions: Sequence[float],
+    seeds: Sequence[int],
+    out: Path,
+    options: dict[str, Any],
+    full: list[dict[str, Any]],
+    pool_scratch_seconds: float,
+    log: Callable[[str], Any],
+) -> list[dict[str, Any]]:
+    """The passive route: per fraction, random subsets drawn and trained from scratch, one per seed.
+
+    Returns:
+        Curve points ``{"fraction", "num_labelled", "dice_mean", "dice_std", "dice_by_seed", "effort_seconds"}``
+        in increasing fraction, ``effort_seconds`` the mean time to draw the subsets from scratch; the last point
+        is the whole pool (the fully supervised reference ``full``, one result per seed).
+    """
+    curve = []
+    for count in sorted({resolve_count(f, len(pool), name="from_scratch") for f in fractions}):
+        dice, seconds = [], []
+        for s in seeds:
+            log(f"from scratch: {count} random pool cases, seed {s}")
+            subset = random_subset(pool, count, seed=s)
+            path = out / f"n{count}_seed{s}.json"
+            result = trained_reference(subset, test, dataset, seed=s, path=path, options={**options, "count": count})
+            dice.append(float(result["dice_mean"]))
+            seconds.append(sum(scratch_seconds(c.label, spacing=c.spacing) for c in subset if c.label is not None))
+        curve.append(
+            {
+                "fraction": count / len(pool),
+                "num_labelled": count,
+                "dice_mean": float(np.mean(dice)),
+                "dice_std": spread(dice),
+                "dice_by_seed": dice,
+                "effort_seconds": float(np.mean(seconds)),
+            }
+        )
+    whole = [float(f["dice_mean"]) for f in full]
+    curve.append(
+        {
+            "fraction": 1.0,
+            "num_labelled": len(pool),
+            "dice_mean": float(np.mean(whole)),
+            "dice_std": spread(whole),
+            "dice_by_seed": whole,
+            "effort_seconds": pool_scratch_seconds,
+        }
+    )
+    return curve
+
+
+def retrained_runs(
+    pool: list[Case],
+    test: list[Case],
+    dataset: Dataset,
+    *,
+    results: Sequence[ALResult],
+    seeds: Sequence[int],
+    out: Path,
+    options: dict[str, Any],
+    full_dice: float,
+    log: Callable[[str], Any],
+) -> dict[str, Any]:
+    """Each run's acquired labels (its final labelled set) trained from scratch like the references.
+
+    ``results[i]`` is the run of ``seeds[i]``; its training is cached as ``out/seed<s>/retrained.json``.
+
+    Returns:
+        ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full"}``.
+    """
+    by_id = {case.case_id: case for case in pool}
+    dice, fractions = [], []
+    for s, result in zip(seeds, results, strict=True):
+        labelled = [by_id[case_id] for case_id in result.labelled_ids]
+        log(f"  retrained from scratch on its {len(labelled)} labelled cases, seed {s}")
+        path, keyed = out / f"seed{s}" / "retrained.json", {**options, "count": len(labelled)}
+        trained = trained_reference(labelled, test, dataset, seed=s, path=path, options=keyed)
+        dice.append(float(trained["dice_mean"]))
+        fractions.append(len(labelled) / len(pool))
+    mean = float(np.mean(dice))
+    return {
+        "fraction": float(np.mean(fractions)),
+        "dice_mean": mean,
+        "dice_std": spread(dice),
+        "dice_by_seed": dice,
+        "fraction_of_full": mean / full_dice if full_dice > 0 else None,
+    }
