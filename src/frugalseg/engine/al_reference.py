@@ -111,28 +111,20 @@ def from_scratch_curve(
             result = trained_reference(subset, test, dataset, seed=s, path=path, options={**options, "count": count})
             dice.append(float(result["dice_mean"]))
             seconds.append(sum(scratch_seconds(c.label, spacing=c.spacing) for c in subset if c.label is not None))
-        curve.append(
-            {
-                "fraction": count / len(pool),
-                "num_labelled": count,
-                "dice_mean": float(np.mean(dice)),
-                "dice_std": spread(dice),
-                "dice_by_seed": dice,
-                "effort_seconds": float(np.mean(seconds)),
-            }
-        )
-    whole = [float(f["dice_mean"]) for f in full]
-    curve.append(
-        {
-            "fraction": 1.0,
-            "num_labelled": len(pool),
-            "dice_mean": float(np.mean(whole)),
-            "dice_std": spread(whole),
-            "dice_by_seed": whole,
-            "effort_seconds": pool_scratch_seconds,
-        }
-    )
+        curve.append(_point(count, len(pool), dice, float(np.mean(seconds))))
+    curve.append(_point(len(pool), len(pool), [float(f["dice_mean"]) for f in full], pool_scratch_seconds))
     return curve
+
+
+def _point(count: int, pool_size: int, dice: list[float], seconds: float) -> dict[str, Any]:
+    return {
+        "fraction": count / pool_size,
+        "num_labelled": count,
+        "dice_mean": float(np.mean(dice)),
+        "dice_std": spread(dice),
+        "dice_by_seed": dice,
+        "effort_seconds": seconds,
+    }
 
 
 def retrained_runs(
