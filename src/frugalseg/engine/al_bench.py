@@ -125,7 +125,8 @@ def bench_al(
     ]
     full_dice = float(np.mean([f["dice_mean"] for f in full]))
     report_strategies: dict[str, Any] = {}
-    pool_scratch = float(sum(scratch_seconds(c.label, spacing=c.spacing) for c in pool if c.label is not None))
+    drawing = {c.case_id: scratch_seconds(c.label, spacing=c.spacing) for c in pool if c.label is not None}
+    pool_scratch = float(sum(drawing.values()))
     effort: dict[str, Any] = {
         "model": CORRECTION_EFFORT.to_dict(),
         "pool_scratch_seconds": pool_scratch,
@@ -176,7 +177,7 @@ def bench_al(
             out=runs / "from_scratch",
             options=options,
             full=full,
-            pool_scratch_seconds=pool_scratch,
+            scratch_seconds=drawing,
             log=log,
         )
         for name, entry in effort["strategies"].items():

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from frugalseg.active.correction import scratch_seconds
 from frugalseg.active.loop import ALResult, resolve_count
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
@@ -91,7 +90,7 @@ def from_scratch_curve(
     out: Path,
     options: dict[str, Any],
     full: list[dict[str, Any]],
-    pool_scratch_seconds: float,
+    scratch_seconds: dict[str, float],
     log: Callable[[str], Any],
 ) -> list[dict[str, Any]]:
     """The passive route: per fraction, random subsets drawn and trained from scratch, one per seed.
@@ -110,9 +109,10 @@ def from_scratch_curve(
             path = out / f"n{count}_seed{s}.json"
             result = trained_reference(subset, test, dataset, seed=s, path=path, options={**options, "count": count})
             dice.append(float(result["dice_mean"]))
-            seconds.append(sum(scratch_seconds(c.label, spacing=c.spacing) for c in subset if c.label is not None))
+            seconds.append(sum(scratch_seconds[c.case_id] for c in subset))
         curve.append(_point(count, len(pool), dice, float(np.mean(seconds))))
-    curve.append(_point(len(pool), len(pool), [float(f["dice_mean"]) for f in full], pool_scratch_seconds))
+    whole = float(sum(scratch_seconds[c.case_id] for c in pool))
+    curve.append(_point(len(pool), len(pool), [float(f["dice_mean"]) for f in full], whole))
     return curve
 
 
