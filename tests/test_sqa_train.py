@@ -20,7 +20,7 @@ from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import bench_al
 from frugalseg.engine.al_reference import random_subset
 from frugalseg.engine.al_report import _first_reaching, versus_from_scratch, versus_random
-from frugalseg.engine.al_run import run_al
+from frugalseg.engine.al_run import run_al, trained_from_scratch
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
 from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
@@ -246,6 +246,32 @@ def test_box_assisted_loop_records_the_route_and_full_labels(phantom: Dataset, t
         _run_al(pool, test, tmp_path / "other", assist=True, acquire="boxes", segmenter=stub)
 
 
+def test_final_training_is_the_reference_training_on_the_acquired_labels(
+    phantom: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool, test = _pool(phantom)
+    result = _run_al(pool, test, tmp_path / "run", rounds=1, final_steps=6)
+    assert result.final is not None and result.final["steps"] == 6 and result.final["num_labelled"] == 8
+    assert (tmp_path / "run" / "final.pt").exists()
+    assert json.loads((tmp_path / "run" / "final.json").read_text()) == result.final
+    # the same training as a from-scratch reference on those cases: same seed, same schedule, same Dice
+    by_id = {case.case_id: case for case in pool.cases}
+    labelled = [by_id[case_id] for case_id in result.labelled_ids]
+    config = TrainConfig(model="sqa_test", size=32, epochs=1, batch_size=4, lr=3e-3, seed=0)
+    _, again = trained_from_scratch(
+        labelled, test, config=config, steps=6, num_classes=pool.num_classes, dropout=0.1, class_names=pool.class_names
+    )
+    assert again["dice_mean"] == pytest.approx(result.final["dice_mean"])
+
+    def no_training(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a finished final training was run again")
+
+    monkeypatch.setattr("frugalseg.engine.al_run.trained_from_scratch", no_training)
+    assert _run_al(pool, test, tmp_path / "run", rounds=1, final_steps=6).final == result.final  # resumed
+    with pytest.raises(InputError, match="final_steps"):
+        _run_al(pool, test, tmp_path / "weak", rounds=1, final_steps=6, acquire="scribbles")
+
+
 def test_interrupted_sqa_run_resumes_to_the_same_result(phantom: Dataset, tmp_path: Path) -> None:
     pool, test = _pool(phantom)
     reference = _run_al(pool, test, tmp_path / "reference", rounds=1, strategy="entropy")
@@ -281,6 +307,7 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
         batch_size=4,
         cold_start="diverse",
         from_scratch=[6],
+        reference_steps=9,
         log=lambda _line: None,
     )
     saved = json.loads(json_path.read_text())
@@ -317,11 +344,16 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
     same = saved["effort"]["strategies"]["sqa"]["same_final_dice"]
     assert same["dice"] == sqa["curve"][-1]["dice_mean"]
     assert same["assisted_seconds"] == saved["effort"]["strategies"]["sqa"]["assisted_seconds"]
-    # each run's 3 acquired cases, trained from scratch once more under the reference's protocol
-    retrained = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "retrained.json").read_text())
-    assert retrained["options"]["count"] == 3 and sqa["retrained"]["dice_by_seed"] == [retrained["dice_mean"]]
+    # each run ends with its 3 acquired cases trained from scratch under the subsets' protocol
+    retrained = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "final.json").read_text())
+    assert retrained["num_labelled"] == 3 and sqa["retrained"]["dice_by_seed"] == [retrained["dice_mean"]]
     assert sqa["retrained"]["fraction"] == pytest.approx(3 / 18)
     assert saved["effort"]["strategies"]["sqa"]["same_final_dice_retrained"]["dice"] == retrained["dice_mean"]
+    # the reference trains longer than the loop's steps; the subsets and final trainings do not
+    subset_steps = json.loads((tmp_path / "al-runs" / "from_scratch" / "n6_seed0.json").read_text())["options"]["steps"]
+    assert retrained["steps"] == max(subset_steps, 1) and subset_steps < 9
+    assert json.loads((tmp_path / "al-runs" / "full" / "seed0.json").read_text())["options"]["steps"] == 9
+    assert saved["settings"]["reference_steps"] == 9 and saved["settings"]["retrain"]
 
 
 def test_bench_al_refuses_a_from_scratch_route_for_weak_labels(phantom: Dataset, tmp_path: Path) -> None:

@@ -143,13 +143,18 @@ class PoolScores:
 
 @dataclass(frozen=True)
 class ALResult:
-    """Outcome of :func:`run_active_learning` (the contents of ``state.json``)."""
+    """Outcome of :func:`run_active_learning` (the contents of ``state.json``).
+
+    ``final``: set by a caller that trains the acquired labels once more after the last round (e.g. the test
+    metrics of :func:`frugalseg.engine.al_run.run_al`'s final training), else ``None``.
+    """
 
     labelled_ids: list[str]
     rounds: list[dict[str, Any]]
     acquisitions: list[dict[str, Any]]
     state_path: Path
     complete: bool
+    final: dict[str, Any] | None = None
 
 
 FineTune = Callable[[list[Case], int], Any]

@@ -44,6 +44,9 @@ def al(
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
     ] = "full",
     assist: AssistOption = False,
+    final_steps: Annotated[
+        int, typer.Option(help="Full labels: after the last round, train them once from scratch for this many steps.")
+    ] = 0,
     test_data: Annotated[str | None, typer.Option(help="Test set (default: held-out subjects of --data).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -73,6 +76,7 @@ def al(
         cold_start=cold_start,  # type: ignore[arg-type]
         acquire=acquire,  # type: ignore[arg-type]
         assist=assist,
+        final_steps=final_steps,
         progress=on_round,
     )
     rows = [
@@ -86,6 +90,8 @@ def al(
         for r in result.rounds
     ]
     print_rows(f"active learning ({strategy})", ("round", "labelled", "fraction", "Dice", "expert min"), rows)
+    if result.final is not None:
+        typer.echo(f"final training on the {result.final['num_labelled']} labels: Dice {result.final['dice_mean']:.4f}")
     typer.echo(f"state: {result.state_path}")
 
 
@@ -114,6 +120,12 @@ def bench_al(
             "the passive route the effort is compared with for the same final Dice."
         ),
     ] = "",
+    retrain: Annotated[
+        bool, typer.Option(help="Also train each run's acquired labels once from scratch (implied by --from-scratch).")
+    ] = False,
+    reference_steps: Annotated[
+        int, typer.Option(help="At least this many steps for the fully supervised reference (default: a run's).")
+    ] = 0,
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
 ) -> None:
@@ -138,6 +150,8 @@ def bench_al(
         assist=assist,
         cold_start=cold_start,  # type: ignore[arg-type]
         from_scratch=[parse_count(item.strip()) for item in from_scratch.split(",") if item.strip()],
+        retrain=retrain,
+        reference_steps=reference_steps,
         log=console.log,
     )
     rows = [

@@ -3,12 +3,14 @@ per strategy, over seeds).
 
 :func:`bench_al` runs every strategy with every seed (:func:`~frugalseg.engine.al_run.run_al`, resuming
 finished or interrupted runs), trains the fully supervised reference (the whole pool, at least as many
-optimisation steps as a whole run) once per seed, and writes the JSON report and a PNG plot beside it.
+optimisation steps as a whole run, or ``reference_steps``) once per seed, and writes the JSON report and a PNG
+plot beside it.
 
-With ``from_scratch`` fractions it also trains the passive route the loop is meant to replace (random subsets
-drawn and trained from scratch) and each run's acquired labels from scratch, as the reference is
-(:mod:`frugalseg.engine.al_reference`), and sets each strategy's assisted effort against the time the passive
-route takes to reach the same Dice (:func:`~frugalseg.engine.al_report.versus_from_scratch`).
+With ``retrain`` each run ends with its acquired labels trained once from scratch, as the reference is. With
+``from_scratch`` fractions it also trains the passive route the loop is meant to replace (random subsets drawn
+and trained from scratch, :mod:`frugalseg.engine.al_reference`), and sets each strategy's assisted effort
+against the time the passive route takes to reach the same Dice
+(:func:`~frugalseg.engine.al_report.versus_from_scratch`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from frugalseg.active.correction import CORRECTION_EFFORT, scratch_seconds
 from frugalseg.active.loop import ActiveLearningConfig
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
-from frugalseg.engine.al_reference import from_scratch_curve, retrained_runs, trained_reference
+from frugalseg.engine.al_reference import from_scratch_curve, run_steps, trained_reference
 from frugalseg.engine.al_report import (
     mean_defined,
     plot_curves,
     spread,
+    summarise_final,
     summarise_strategy,
     versus_from_scratch,
     versus_random,
@@ -67,6 +70,8 @@ def bench_al(
     assist: bool = False,
     cold_start: Literal["random", "diverse"] = "random",
     from_scratch: Sequence[int | float] = (),
+    retrain: bool = False,
+    reference_steps: int = 0,
     device: str = "cpu",
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -79,8 +84,12 @@ def bench_al(
     supervised reference depends on none of them. ``from_scratch``: sizes (fractions of the pool or counts) of
     the passive route's random subsets (module docstring); the report's ``from_scratch`` curve ends with the
     reference, and ``effort.strategies.<name>.same_final_dice`` (and ``.to_99pct_of_full.from_scratch``) set the
-    assisted effort against it. Runs go to ``<json stem>-runs/`` and are resumed when run again with the same
-    settings.
+    assisted effort against it. ``retrain`` (implied by ``from_scratch``): each run ends with its final training
+    (``run_al``'s ``final_steps``; ``strategies.<name>.retrained``). Every from-scratch training runs at least the
+    steps a whole loop is guaranteed (``min_steps`` x (``rounds`` + 1)); the fully supervised reference at least
+    ``reference_steps``, since the whole pool needs more steps than a tenth of it to be seen as often (the passive
+    curve's last point is then trained longer than its subsets, which favours the passive route). Runs go to
+    ``<json stem>-runs/`` and are resumed when run again with the same settings.
 
     Returns:
         The report written to ``json_path``: ``{"strategies": {name: {"curve": [{"fraction", "dice_mean",
@@ -92,8 +101,9 @@ def bench_al(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list or not strategies:
         raise InputError("bench al needs at least one strategy and one seed")
-    if from_scratch and acquire != "full":
-        raise InputError(f"from_scratch compares full labels drawn from scratch; acquire={acquire!r} is not full")
+    retrain = retrain or bool(from_scratch)
+    if retrain and acquire != "full":
+        raise InputError(f"retraining and from_scratch use full labels; acquire={acquire!r} is not full")
     for name in strategies:
         ActiveLearningConfig(strategy=name)  # validates the name
     if test_cases is None:
@@ -118,9 +128,11 @@ def bench_al(
         "device": device,
         "num_pool": len(pool),
     }
+    subset_options = {**options, "steps": run_steps(options)}
+    full_options = {**options, "steps": max(reference_steps, run_steps(options))}
     log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
     full = [
-        trained_reference(pool, test, pool_dataset, seed=s, path=runs / "full" / f"seed{s}.json", options=options)
+        trained_reference(pool, test, pool_dataset, seed=s, path=runs / "full" / f"seed{s}.json", options=full_options)
         for s in seed_list
     ]
     full_dice = float(np.mean([f["dice_mean"] for f in full]))
@@ -155,6 +167,7 @@ def bench_al(
                     batch_size=batch_size,
                     lr=lr,
                     dropout=dropout,
+                    final_steps=max(subset_options["steps"], 1) if retrain else 0,
                     acquire=acquire,
                     assist=assist,
                     cold_start=cold_start,
@@ -175,32 +188,23 @@ def bench_al(
             fractions=from_scratch,
             seeds=seed_list,
             out=runs / "from_scratch",
-            options=options,
+            options=subset_options,
             full=full,
             scratch_seconds=drawing,
             log=log,
         )
-        for name, entry in effort["strategies"].items():
-            log(f"{name}: the acquired labels trained from scratch")
-            retrained = retrained_runs(
-                pool,
-                test,
-                pool_dataset,
-                results=runs_by_strategy[name],
-                seeds=seed_list,
-                out=runs / name,
-                options=options,
-                full_dice=full_dice,
-                log=log,
-            )
-            report_strategies[name]["retrained"] = retrained
-            seconds = entry["assisted_seconds"]
-            final = report_strategies[name]["curve"][-1]["dice_mean"]
-            entry["same_final_dice"] = versus_from_scratch(final, seconds, passive)
-            entry["same_final_dice_retrained"] = versus_from_scratch(retrained["dice_mean"], seconds, passive)
-            if entry["to_99pct_of_full"] is not None:
-                reached = entry["to_99pct_of_full"]
-                reached["from_scratch"] = versus_from_scratch(0.99 * full_dice, reached["assisted_seconds"], passive)
+    for name, entry in effort["strategies"].items() if retrain else ():
+        retrained = summarise_final(runs_by_strategy[name], full_dice, pool_size=len(pool))
+        report_strategies[name]["retrained"] = retrained
+        if passive is None:
+            continue
+        seconds = entry["assisted_seconds"]
+        final = report_strategies[name]["curve"][-1]["dice_mean"]
+        entry["same_final_dice"] = versus_from_scratch(final, seconds, passive)
+        entry["same_final_dice_retrained"] = versus_from_scratch(retrained["dice_mean"], seconds, passive)
+        if entry["to_99pct_of_full"] is not None:
+            reached = entry["to_99pct_of_full"]
+            reached["from_scratch"] = versus_from_scratch(0.99 * full_dice, reached["assisted_seconds"], passive)
     quality = {key: mean_defined([f["quality"].get(key) for f in full]) for key in ("pearson", "spearman", "mae")}
     report = {
         "benchmark": "active_learning",
@@ -222,6 +226,8 @@ def bench_al(
             "assist": "box" if assist else None,
             "cold_start": cold_start,
             "from_scratch": list(from_scratch),
+            "retrain": retrain,
+            "reference_steps": full_options["steps"],
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},

@@ -2,33 +2,29 @@
 
 * the fully supervised reference: the whole pool;
 * the passive route the loop is meant to replace: random subsets of the pool, drawn from scratch by the expert
-  (:func:`from_scratch_curve`; nested: a seed's smaller subset lies within its larger ones);
-* a finished run's acquired labels (:func:`retrained_runs`), so that the loop's selection is compared with
-  random selection under one training protocol, not warm-started rounds against one long training.
+  (:func:`from_scratch_curve`; nested: a seed's smaller subset lies within its larger ones).
 
-Every training is :func:`trained_reference` (cached as JSON, resumed when the options match).
+Every training is :func:`trained_reference` (cached as JSON, resumed when the options match), the one training
+a run's final network also gets (:func:`~frugalseg.engine.al_run.trained_from_scratch`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from frugalseg.active.loop import ALResult, resolve_count
+from frugalseg.active.loop import resolve_count
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_report import spread
-from frugalseg.engine.al_run import round_seed
+from frugalseg.engine.al_run import trained_from_scratch
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa
 
-__all__ = ["from_scratch_curve", "random_subset", "retrained_runs", "trained_reference"]
+__all__ = ["from_scratch_curve", "random_subset", "run_steps", "trained_reference"]
 
 _SUBSET_STREAM = 0x5AB5E7  # random subsets draw from a stream of their own, apart from the runs'
 
@@ -38,9 +34,9 @@ def trained_reference(
 ) -> dict[str, Any]:
     """The SQA network trained from scratch on ``cases``, evaluated on ``test`` (cached as JSON at ``path``).
 
-    One one-cycle schedule of ``epochs_per_round`` passes over the cases, and at least the steps a whole
-    active-learning run is guaranteed (``min_steps`` per round, rounds + 1 trainings). The cache is used only
-    when it was written with the same ``options``.
+    One one-cycle schedule of ``epochs_per_round`` passes over the cases, and at least ``options["steps"]``
+    optimisation steps (:func:`run_steps` for every training but the fully supervised reference). The cache is
+    used only when it was written with the same ``options``.
     """
     if path.exists():
         cached: dict[str, Any] = json.loads(path.read_text())
@@ -54,23 +50,24 @@ def trained_reference(
         lr=options["lr"],
         seed=seed,
     )
-    started = time.perf_counter()
-    network = fine_tune_sqa(
-        None,
+    _, report = trained_from_scratch(
         cases,
+        test,
         config=config,
-        epochs=options["epochs_per_round"],
-        generator=torch.Generator().manual_seed(round_seed(seed, -1)),
+        steps=options["steps"],
         num_classes=dataset.num_classes,
         dropout=options["dropout"],
-        min_steps=options["min_steps"] * (options["rounds"] + 1),
+        class_names=dataset.class_names,
         device=options["device"],
     )
-    train_seconds = time.perf_counter() - started
-    report = evaluate_sqa(network, test, size=options["size"], class_names=dataset.class_names, error_map=True)
-    result = {"options": options, "seed": seed, "train_seconds": train_seconds, **report}
+    result = {"options": options, "seed": seed, **report}
     atomic_write_json(path, result)
     return result
+
+
+def run_steps(options: dict[str, Any]) -> int:
+    """The steps a whole active-learning run is guaranteed: ``min_steps`` per round, ``rounds + 1`` trainings."""
+    return int(options["min_steps"]) * (int(options["rounds"]) + 1)
 
 
 def random_subset(pool: Sequence[Case], count: int, *, seed: int) -> list[Case]:
@@ -124,42 +121,4 @@ def _point(count: int, pool_size: int, dice: list[float], seconds: float) -> dic
         "dice_std": spread(dice),
         "dice_by_seed": dice,
         "effort_seconds": seconds,
-    }
-
-
-def retrained_runs(
-    pool: list[Case],
-    test: list[Case],
-    dataset: Dataset,
-    *,
-    results: Sequence[ALResult],
-    seeds: Sequence[int],
-    out: Path,
-    options: dict[str, Any],
-    full_dice: float,
-    log: Callable[[str], Any],
-) -> dict[str, Any]:
-    """Each run's acquired labels (its final labelled set) trained from scratch like the references.
-
-    ``results[i]`` is the run of ``seeds[i]``; its training is cached as ``out/seed<s>/retrained.json``.
-
-    Returns:
-        ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full"}``.
-    """
-    by_id = {case.case_id: case for case in pool}
-    dice, fractions = [], []
-    for s, result in zip(seeds, results, strict=True):
-        labelled = [by_id[case_id] for case_id in result.labelled_ids]
-        log(f"  retrained from scratch on its {len(labelled)} labelled cases, seed {s}")
-        path, keyed = out / f"seed{s}" / "retrained.json", {**options, "count": len(labelled)}
-        trained = trained_reference(labelled, test, dataset, seed=s, path=path, options=keyed)
-        dice.append(float(trained["dice_mean"]))
-        fractions.append(len(labelled) / len(pool))
-    mean = float(np.mean(dice))
-    return {
-        "fraction": float(np.mean(fractions)),
-        "dice_mean": mean,
-        "dice_std": spread(dice),
-        "dice_by_seed": dice,
-        "fraction_of_full": mean / full_dice if full_dice > 0 else None,
     }

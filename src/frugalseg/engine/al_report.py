@@ -124,6 +124,26 @@ def summarise_strategy(
     return summary, effort
 
 
+def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size: int) -> dict[str, Any]:
+    """Each run's final training (its acquired labels trained from scratch, ``ALResult.final``) over the seeds.
+
+    Returns:
+        ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full"}``.
+    """
+    finals = [r.final for r in results]
+    if any(final is None for final in finals):
+        raise ValueError("summarise_final: a run has no final training (run_al with final_steps > 0)")
+    dice = [float(final["dice_mean"]) for final in finals if final is not None]
+    mean = float(np.mean(dice))
+    return {
+        "fraction": float(np.mean([len(r.labelled_ids) / pool_size for r in results])),
+        "dice_mean": mean,
+        "dice_std": spread(dice),
+        "dice_by_seed": dice,
+        "fraction_of_full": mean / full_dice if full_dice > 0 else None,
+    }
+
+
 def versus_from_scratch(
     dice: float, assisted_seconds: float, from_scratch: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:

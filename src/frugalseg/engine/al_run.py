@@ -2,13 +2,16 @@
 
 A run (:func:`run_al`) writes into its folder ``settings.json``, ``state.json`` (the loop's state, see
 :mod:`frugalseg.active.loop`) and the weights of the last two rounds (``round_XX.pt``, for the warm start
-of a resumed run); run again on the same folder it resumes.
+of a resumed run); run again on the same folder it resumes. With ``final_steps`` the acquired labels are
+trained once more from scratch after the last round (``final.pt``, its test metrics ``final.json``): warm-started
+rounds of a few epochs each end below one training of that length on the same labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,7 +35,7 @@ from frugalseg.models.sqa import SQANet
 if TYPE_CHECKING:
     from frugalseg.foundation import PromptableSegmenter
 
-__all__ = ["labelled_cases", "round_seed", "run_al"]
+__all__ = ["labelled_cases", "round_seed", "run_al", "trained_from_scratch"]
 
 _CHUNK = 16
 _MC_STRATEGIES = ("bald", "predictive_entropy")
@@ -153,6 +156,7 @@ def run_al(
     batch_size: int = 16,
     lr: float = 3e-3,
     dropout: float = 0.1,
+    final_steps: int = 0,
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
     segmenter: PromptableSegmenter | None = None,
@@ -175,6 +179,9 @@ def run_al(
             :mod:`frugalseg.active.expert`), the cold start included.
         mc_samples: MC-dropout passes for ``bald`` and ``predictive_entropy``.
         min_steps: lower bound on optimisation steps per round.
+        final_steps: > 0: once the run is complete, a network trained from scratch on the acquired (full)
+            labels, one schedule of ``epochs_per_round`` passes and at least ``final_steps`` steps, seeded as the
+            fully supervised reference of the benchmark; its test metrics are ``ALResult.final``.
         segmenter: ``acquire="boxes"`` or ``assist``: the promptable model (default: LiteMedSAM with the cached
             weights).
 
@@ -183,6 +190,8 @@ def run_al(
     """
     if acquire not in ("full", "boxes", "scribbles"):
         raise InputError(f"acquire={acquire!r}: expected 'full', 'boxes' or 'scribbles'")
+    if final_steps and acquire != "full":
+        raise InputError(f"final_steps: the final training is for full labels, not acquire={acquire!r}")
     if assist and acquire != "full":
         raise InputError(f"assist: box-assisted correction is for full labels, not acquire={acquire!r}")
     if (acquire == "boxes" or assist) and segmenter is None:
@@ -210,6 +219,7 @@ def run_al(
         **({"assist": "box"} if assist else {}),  # absent when off, so earlier run folders still resume
         "mc_samples": mc_samples,
         "min_steps": min_steps,
+        **({"final_steps": final_steps} if final_steps else {}),
         "dropout": dropout,
         "num_pool": len(pool),
         "test_ids": [case.case_id for case in test],
@@ -244,7 +254,7 @@ def run_al(
         held["network"] = network
         return network
 
-    return run_active_learning(
+    result = run_active_learning(
         pool,
         config=config,
         fine_tune=fine_tune,
@@ -259,3 +269,88 @@ def run_al(
         predict=lambda net, cases: _expert_view(net, cases, size=size),
         progress=progress,
     )
+    if not (final_steps and result.complete):
+        return result
+    by_id = {case.case_id: case for case in pool}
+    labelled = [by_id[case_id] for case_id in result.labelled_ids]
+    final = _final_training(
+        labelled,
+        test,
+        out=out,
+        config=train_config,
+        steps=final_steps,
+        num_classes=num_classes,
+        dropout=dropout,
+        class_names=dataset.class_names,
+        device=device,
+    )
+    return dataclasses.replace(result, final=final)
+
+
+def trained_from_scratch(
+    cases: Sequence[Case],
+    test: Sequence[Case],
+    *,
+    config: TrainConfig,
+    steps: int,
+    num_classes: int,
+    dropout: float,
+    class_names: Sequence[str],
+    device: str = "cpu",
+) -> tuple[SQANet, dict[str, Any]]:
+    """An SQA network trained once from scratch on ``cases`` and evaluated on ``test`` (error map included).
+
+    One one-cycle schedule of ``config.epochs`` passes and at least ``steps`` steps, seeded by
+    ``round_seed(config.seed, -1)``: the fully supervised reference, the benchmark's passive route and a run's
+    final training are this one training on different cases.
+
+    Returns:
+        ``(network, {"train_seconds", **evaluate_sqa report})``.
+    """
+    started = time.perf_counter()
+    network = fine_tune_sqa(
+        None,
+        cases,
+        config=config,
+        epochs=config.epochs,
+        generator=torch.Generator().manual_seed(round_seed(config.seed, -1)),
+        num_classes=num_classes,
+        dropout=dropout,
+        min_steps=steps,
+        device=device,
+    )
+    train_seconds = time.perf_counter() - started
+    report = evaluate_sqa(network, test, size=config.size, class_names=class_names, error_map=True)
+    return network, {"train_seconds": train_seconds, **report}
+
+
+def _final_training(
+    labelled: list[Case],
+    test: list[Case],
+    *,
+    out: Path,
+    config: TrainConfig,
+    steps: int,
+    num_classes: int,
+    dropout: float,
+    class_names: Sequence[str],
+    device: str,
+) -> dict[str, Any]:
+    """The acquired labels trained from scratch (``final.pt``), its test metrics (``final.json``, reused)."""
+    path = out / "final.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    network, report = trained_from_scratch(
+        labelled,
+        test,
+        config=config,
+        steps=steps,
+        num_classes=num_classes,
+        dropout=dropout,
+        class_names=class_names,
+        device=device,
+    )
+    atomic_torch_save(out / "final.pt", network.state_dict())
+    final = {"steps": steps, "num_labelled": len(labelled), **report}
+    atomic_write_json(path, final)
+    return final
