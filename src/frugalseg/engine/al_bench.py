@@ -128,8 +128,8 @@ def bench_al(
         "device": device,
         "num_pool": len(pool),
     }
-    subset_options = {**options, "steps": run_steps(options)}
-    full_options = {**options, "steps": max(reference_steps, run_steps(options))}
+    subset_steps, full_steps = run_steps(options), max(reference_steps, run_steps(options))
+    subset_options, full_options = {**options, "steps": subset_steps}, {**options, "steps": full_steps}
     log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
     full = [
         trained_reference(pool, test, pool_dataset, seed=s, path=runs / "full" / f"seed{s}.json", options=full_options)
@@ -167,7 +167,7 @@ def bench_al(
                     batch_size=batch_size,
                     lr=lr,
                     dropout=dropout,
-                    final_steps=max(subset_options["steps"], 1) if retrain else 0,
+                    final_steps=max(subset_steps, 1) if retrain else 0,
                     acquire=acquire,
                     assist=assist,
                     cold_start=cold_start,
@@ -227,7 +227,7 @@ def bench_al(
             "cold_start": cold_start,
             "from_scratch": list(from_scratch),
             "retrain": retrain,
-            "reference_steps": full_options["steps"],
+            "reference_steps": full_steps,
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},
