@@ -271,12 +271,14 @@ def run_al(
     )
     if not (final_steps and result.complete):
         return result
+    final_path = out / "final.json"  # written last: the final training is done
+    if final_path.exists():
+        return dataclasses.replace(result, final=json.loads(final_path.read_text()))
     by_id = {case.case_id: case for case in pool}
     labelled = [by_id[case_id] for case_id in result.labelled_ids]
-    final = _final_training(
+    network, report = trained_from_scratch(
         labelled,
         test,
-        out=out,
         config=train_config,
         steps=final_steps,
         num_classes=num_classes,
@@ -284,6 +286,9 @@ def run_al(
         class_names=dataset.class_names,
         device=device,
     )
+    atomic_torch_save(out / "final.pt", network.state_dict())
+    final = {"steps": final_steps, "num_labelled": len(labelled), **report}
+    atomic_write_json(final_path, final)
     return dataclasses.replace(result, final=final)
 
 
@@ -322,35 +327,3 @@ def trained_from_scratch(
     train_seconds = time.perf_counter() - started
     report = evaluate_sqa(network, test, size=config.size, class_names=class_names, error_map=True)
     return network, {"train_seconds": train_seconds, **report}
-
-
-def _final_training(
-    labelled: list[Case],
-    test: list[Case],
-    *,
-    out: Path,
-    config: TrainConfig,
-    steps: int,
-    num_classes: int,
-    dropout: float,
-    class_names: Sequence[str],
-    device: str,
-) -> dict[str, Any]:
-    """The acquired labels trained from scratch (``final.pt``), its test metrics (``final.json``, reused)."""
-    path = out / "final.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    network, report = trained_from_scratch(
-        labelled,
-        test,
-        config=config,
-        steps=steps,
-        num_classes=num_classes,
-        dropout=dropout,
-        class_names=class_names,
-        device=device,
-    )
-    atomic_torch_save(out / "final.pt", network.state_dict())
-    final = {"steps": steps, "num_labelled": len(labelled), **report}
-    atomic_write_json(path, final)
-    return final
