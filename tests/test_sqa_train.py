@@ -356,6 +356,28 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
     assert saved["settings"]["reference_steps"] == 9 and saved["settings"]["retrain"]
 
 
+def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    options: dict[str, Any] = {"quick": True, "initial": 2, "batch": 2, "rounds": 1, "size": 32, "model": "sqa_test"}
+    report = bench_al(
+        pool,
+        test,
+        strategies=["sqa"],
+        seeds=1,
+        json_path=tmp_path / "al.json",
+        retrain=True,
+        final_steps=5,
+        epochs_per_round=1,
+        batch_size=4,
+        log=lambda _line: None,
+        **options,
+    )
+    final = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "final.json").read_text())
+    assert final["steps"] == 5 and report["settings"]["final_steps"] == 5
+    assert report["strategies"]["sqa"]["retrained"]["dice_by_seed"] == [final["dice_mean"]]
+    assert report["from_scratch"] is None  # retraining alone trains no passive route
+
+
 def test_bench_al_refuses_a_from_scratch_route_for_weak_labels(phantom: Dataset, tmp_path: Path) -> None:
     pool, test = _pool(phantom)
     with pytest.raises(InputError, match="from_scratch"):

@@ -126,6 +126,9 @@ def bench_al(
     reference_steps: Annotated[
         int, typer.Option(help="At least this many steps for the fully supervised reference (default: a run's).")
     ] = 0,
+    final_steps: Annotated[
+        int, typer.Option(help="Steps of each run's final training (with --retrain; default: a run's).")
+    ] = 0,
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,
 ) -> None:
@@ -152,6 +155,7 @@ def bench_al(
         from_scratch=[parse_count(item.strip()) for item in from_scratch.split(",") if item.strip()],
         retrain=retrain,
         reference_steps=reference_steps,
+        final_steps=final_steps,
         log=console.log,
     )
     rows = [

@@ -72,6 +72,7 @@ def bench_al(
     from_scratch: Sequence[int | float] = (),
     retrain: bool = False,
     reference_steps: int = 0,
+    final_steps: int = 0,
     device: str = "cpu",
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def bench_al(
     the passive route's random subsets (module docstring); the report's ``from_scratch`` curve ends with the
     reference, and ``effort.strategies.<name>.same_final_dice`` (and ``.to_99pct_of_full.from_scratch``) set the
     assisted effort against it. ``retrain`` (implied by ``from_scratch``): each run ends with its final training
-    (``run_al``'s ``final_steps``; ``strategies.<name>.retrained``). Every from-scratch training runs at least the
+    (``run_al``'s ``final_steps``: ``final_steps``, by default the steps of the passive route's subsets, so that
+    the two compare under one protocol; ``strategies.<name>.retrained``). Every from-scratch training runs at least the
     steps a whole loop is guaranteed (``min_steps`` x (``rounds`` + 1)); the fully supervised reference at least
     ``reference_steps``, since the whole pool needs more steps than a tenth of it to be seen as often (the passive
     curve's last point is then trained longer than its subsets, which favours the passive route). Runs go to
@@ -167,7 +169,7 @@ def bench_al(
                     batch_size=batch_size,
                     lr=lr,
                     dropout=dropout,
-                    final_steps=max(subset_steps, 1) if retrain else 0,
+                    final_steps=(final_steps or max(subset_steps, 1)) if retrain else 0,
                     acquire=acquire,
                     assist=assist,
                     cold_start=cold_start,
@@ -228,6 +230,7 @@ def bench_al(
             "from_scratch": list(from_scratch),
             "retrain": retrain,
             "reference_steps": full_steps,
+            "final_steps": (final_steps or max(subset_steps, 1)) if retrain else None,
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},
