@@ -375,6 +375,7 @@ def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_p
     final = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "final.json").read_text())
     assert final["steps"] == 5 and report["settings"]["final_steps"] == 5
     assert report["strategies"]["sqa"]["retrained"]["dice_by_seed"] == [final["dice_mean"]]
+    assert report["strategies"]["sqa"]["retrained"]["quality"]["mae"] == final["quality"]["mae"]
     assert report["from_scratch"] is None  # retraining alone trains no passive route
 
 

@@ -128,7 +128,8 @@ def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size:
     """Each run's final training (its acquired labels trained from scratch, ``ALResult.final``) over the seeds.
 
     Returns:
-        ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full"}``.
+        ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full", "quality"}``, ``quality`` the
+        mean over seeds of the final networks' calibration (``pearson``, ``spearman``, ``mae``).
     """
     finals = [r.final for r in results]
     if any(final is None for final in finals):
@@ -141,6 +142,10 @@ def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size:
         "dice_std": spread(dice),
         "dice_by_seed": dice,
         "fraction_of_full": mean / full_dice if full_dice > 0 else None,
+        "quality": {
+            key: mean_defined([final["quality"].get(key) for final in finals if final is not None])
+            for key in ("pearson", "spearman", "mae")
+        },
     }
 
 
