@@ -130,7 +130,9 @@ def bench_al(
         "device": device,
         "num_pool": len(pool),
     }
-    subset_steps, full_steps = run_steps(options), max(reference_steps, run_steps(options))
+    subset_steps = run_steps(options)
+    full_steps = max(reference_steps, subset_steps)
+    run_final_steps = (final_steps or max(subset_steps, 1)) if retrain else 0
     subset_options, full_options = {**options, "steps": subset_steps}, {**options, "steps": full_steps}
     log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
     full = [
@@ -169,7 +171,7 @@ def bench_al(
                     batch_size=batch_size,
                     lr=lr,
                     dropout=dropout,
-                    final_steps=(final_steps or max(subset_steps, 1)) if retrain else 0,
+                    final_steps=run_final_steps,
                     acquire=acquire,
                     assist=assist,
                     cold_start=cold_start,
@@ -230,7 +232,7 @@ def bench_al(
             "from_scratch": list(from_scratch),
             "retrain": retrain,
             "reference_steps": full_steps,
-            "final_steps": (final_steps or max(subset_steps, 1)) if retrain else None,
+            "final_steps": run_final_steps or None,
             "quick": quick,
         },
         "full": {"dice_mean": full_dice, "dice_std": spread([f["dice_mean"] for f in full]), "per_seed": full},
