@@ -379,6 +379,30 @@ def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_p
     assert report["from_scratch"] is None  # retraining alone trains no passive route
 
 
+def test_bench_al_passive_subsets_train_as_long_as_the_final_trainings(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    options: dict[str, Any] = {"quick": True, "initial": 2, "batch": 2, "rounds": 1, "size": 32, "model": "sqa_test"}
+    report = bench_al(
+        pool,
+        test,
+        strategies=["sqa"],
+        seeds=1,
+        json_path=tmp_path / "al.json",
+        from_scratch=[4],
+        final_steps=7,
+        epochs_per_round=1,
+        batch_size=4,
+        log=lambda _line: None,
+        **options,
+    )
+    runs = tmp_path / "al-runs"
+    subset = json.loads((runs / "from_scratch" / "n4_seed0.json").read_text())
+    final = json.loads((runs / "sqa" / "seed0" / "final.json").read_text())
+    assert subset["options"]["steps"] == final["steps"] == 7  # one protocol for the two routes
+    assert json.loads((runs / "full" / "seed0.json").read_text())["options"]["steps"] == 7  # never shorter
+    assert [p["num_labelled"] for p in report["from_scratch"]] == [4, 18]
+
+
 def test_bench_al_refuses_a_from_scratch_route_for_weak_labels(phantom: Dataset, tmp_path: Path) -> None:
     pool, test = _pool(phantom)
     with pytest.raises(InputError, match="from_scratch"):

@@ -127,7 +127,11 @@ def bench_al(
         int, typer.Option(help="At least this many steps for the fully supervised reference (default: a run's).")
     ] = 0,
     final_steps: Annotated[
-        int, typer.Option(help="Steps of each run's final training (with --retrain; default: a run's).")
+        int,
+        typer.Option(
+            help="Steps of each run's final training (with --retrain) and of the --from-scratch subsets "
+            "(default: a run's)."
+        ),
     ] = 0,
     quick: Annotated[bool, typer.Option(help="48-image pool, 2 rounds of 2 epochs at 64 px.")] = False,
     data_format: FormatOption = None,

@@ -86,11 +86,11 @@ def bench_al(
     the passive route's random subsets (module docstring); the report's ``from_scratch`` curve ends with the
     reference, and ``effort.strategies.<name>.same_final_dice`` (and ``.to_99pct_of_full.from_scratch``) set the
     assisted effort against it. ``retrain`` (implied by ``from_scratch``): each run ends with its final training
-    (``run_al``'s ``final_steps``: ``final_steps``, by default the steps of the passive route's subsets, so that
-    the two compare under one protocol; ``strategies.<name>.retrained``). Every from-scratch training runs at least the
-    steps a whole loop is guaranteed (``min_steps`` x (``rounds`` + 1)); the fully supervised reference at least
-    ``reference_steps``, since the whole pool needs more steps than a tenth of it to be seen as often (the passive
-    curve's last point is then trained longer than its subsets, which favours the passive route). Runs go to
+    (``run_al``'s ``final_steps``; ``strategies.<name>.retrained``). The final trainings and the passive route's
+    subsets train ``final_steps`` steps, by default the steps a whole loop is guaranteed (``min_steps`` x
+    (``rounds`` + 1)), so that the two compare under one protocol; the fully supervised reference as many and at
+    least ``reference_steps``, since the whole pool needs more steps than a tenth of it to be seen as often (the
+    passive curve's last point is then trained longer than its subsets, which favours the passive route). Runs go to
     ``<json stem>-runs/`` and are resumed when run again with the same settings.
 
     Returns:
@@ -130,9 +130,9 @@ def bench_al(
         "device": device,
         "num_pool": len(pool),
     }
-    subset_steps = run_steps(options)
+    subset_steps = final_steps or run_steps(options)
     full_steps = max(reference_steps, subset_steps)
-    run_final_steps = (final_steps or max(subset_steps, 1)) if retrain else 0
+    run_final_steps = max(subset_steps, 1) if retrain else 0
     subset_options, full_options = {**options, "steps": subset_steps}, {**options, "steps": full_steps}
     log(f"fully supervised reference: {len(pool)} pool cases, {len(test)} test cases, seeds {seed_list}")
     full = [
