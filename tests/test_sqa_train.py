@@ -356,22 +356,30 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
     assert saved["settings"]["reference_steps"] == 9 and saved["settings"]["retrain"]
 
 
-def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_path: Path) -> None:
+def _tiny_bench(phantom: Dataset, tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+    """One SQA seed of a quick bench: cold start 2, one round of 2, at 32 px."""
     pool, test = _pool(phantom)
-    options: dict[str, Any] = {"quick": True, "initial": 2, "batch": 2, "rounds": 1, "size": 32, "model": "sqa_test"}
-    report = bench_al(
+    return bench_al(
         pool,
         test,
         strategies=["sqa"],
         seeds=1,
         json_path=tmp_path / "al.json",
-        retrain=True,
-        final_steps=5,
+        quick=True,
+        initial=2,
+        batch=2,
+        rounds=1,
+        size=32,
+        model="sqa_test",
         epochs_per_round=1,
         batch_size=4,
         log=lambda _line: None,
-        **options,
+        **kwargs,
     )
+
+
+def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_path: Path) -> None:
+    report = _tiny_bench(phantom, tmp_path, retrain=True, final_steps=5)
     final = json.loads((tmp_path / "al-runs" / "sqa" / "seed0" / "final.json").read_text())
     assert final["steps"] == 5 and report["settings"]["final_steps"] == 5
     assert report["strategies"]["sqa"]["retrained"]["dice_by_seed"] == [final["dice_mean"]]
@@ -380,21 +388,7 @@ def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_p
 
 
 def test_bench_al_passive_subsets_train_as_long_as_the_final_trainings(phantom: Dataset, tmp_path: Path) -> None:
-    pool, test = _pool(phantom)
-    options: dict[str, Any] = {"quick": True, "initial": 2, "batch": 2, "rounds": 1, "size": 32, "model": "sqa_test"}
-    report = bench_al(
-        pool,
-        test,
-        strategies=["sqa"],
-        seeds=1,
-        json_path=tmp_path / "al.json",
-        from_scratch=[4],
-        final_steps=7,
-        epochs_per_round=1,
-        batch_size=4,
-        log=lambda _line: None,
-        **options,
-    )
+    report = _tiny_bench(phantom, tmp_path, from_scratch=[4], final_steps=7)
     runs = tmp_path / "al-runs"
     subset = json.loads((runs / "from_scratch" / "n4_seed0.json").read_text())
     final = json.loads((runs / "sqa" / "seed0" / "final.json").read_text())
