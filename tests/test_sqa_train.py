@@ -395,6 +395,10 @@ def test_bench_al_passive_subsets_train_as_long_as_the_final_trainings(phantom: 
     assert subset["options"]["steps"] == final["steps"] == 7  # one protocol for the two routes
     assert json.loads((runs / "full" / "seed0.json").read_text())["options"]["steps"] == 7  # never shorter
     assert [p["num_labelled"] for p in report["from_scratch"]] == [4, 18]
+    effort = report["effort"]["strategies"]["sqa"]
+    (own,) = effort["same_final_dice_retrained_by_seed"]  # one seed: its own curve is the mean curve
+    assert own == effort["same_final_dice_retrained"] and own["dice"] == final["dice_mean"]
+    assert report["from_scratch"][0]["effort_by_seed"] == [report["from_scratch"][0]["effort_seconds"]]
 
 
 def test_bench_al_refuses_a_from_scratch_route_for_weak_labels(phantom: Dataset, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from frugalseg.active.correction import CORRECTION_EFFORT, scratch_seconds
 from frugalseg.active.loop import ActiveLearningConfig
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
-from frugalseg.engine.al_reference import from_scratch_curve, run_steps, trained_reference
+from frugalseg.engine.al_reference import from_scratch_curve, run_steps, seed_curve, trained_reference
 from frugalseg.engine.al_report import (
     mean_defined,
     plot_curves,
@@ -85,7 +85,8 @@ def bench_al(
     supervised reference depends on none of them. ``from_scratch``: sizes (fractions of the pool or counts) of
     the passive route's random subsets (module docstring); the report's ``from_scratch`` curve ends with the
     reference, and ``effort.strategies.<name>.same_final_dice`` (and ``.to_99pct_of_full.from_scratch``) set the
-    assisted effort against it. ``retrain`` (implied by ``from_scratch``): each run ends with its final training
+    assisted effort against it; ``same_final_dice_retrained`` does so for the final trainings' Dice, and its
+    ``_by_seed`` list for each run against its own seed's subsets. ``retrain`` (implied by ``from_scratch``): each run ends with its final training
     (``run_al``'s ``final_steps``; ``strategies.<name>.retrained``). The final trainings and the passive route's
     subsets train ``final_steps`` steps, by default the steps a whole loop is guaranteed (``min_steps`` x
     (``rounds`` + 1)), so that the two compare under one protocol; the fully supervised reference as many and at
@@ -206,6 +207,10 @@ def bench_al(
         final = report_strategies[name]["curve"][-1]["dice_mean"]
         entry["same_final_dice"] = versus_from_scratch(final, seconds, passive)
         entry["same_final_dice_retrained"] = versus_from_scratch(retrained["dice_mean"], seconds, passive)
+        entry["same_final_dice_retrained_by_seed"] = [
+            versus_from_scratch(dice, sum(a["seconds"] for a in run.acquisitions), seed_curve(passive, i))
+            for i, (run, dice) in enumerate(zip(runs_by_strategy[name], retrained["dice_by_seed"], strict=True))
+        ]
         if entry["to_99pct_of_full"] is not None:
             reached = entry["to_99pct_of_full"]
             reached["from_scratch"] = versus_from_scratch(0.99 * full_dice, reached["assisted_seconds"], passive)

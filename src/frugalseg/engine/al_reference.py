@@ -24,7 +24,7 @@ from frugalseg.engine.al_report import spread
 from frugalseg.engine.al_run import trained_from_scratch
 from frugalseg.engine.config import TrainConfig
 
-__all__ = ["from_scratch_curve", "random_subset", "run_steps", "trained_reference"]
+__all__ = ["from_scratch_curve", "random_subset", "run_steps", "seed_curve", "trained_reference"]
 
 _SUBSET_STREAM = 0x5AB5E7  # random subsets draw from a stream of their own, apart from the runs'
 
@@ -93,8 +93,9 @@ def from_scratch_curve(
     """The passive route: per fraction, random subsets drawn and trained from scratch, one per seed.
 
     Returns:
-        Curve points ``{"fraction", "num_labelled", "dice_mean", "dice_std", "dice_by_seed", "effort_seconds"}``
-        in increasing fraction, ``effort_seconds`` the mean time to draw the subsets from scratch; the last point
+        Curve points ``{"fraction", "num_labelled", "dice_mean", "dice_std", "dice_by_seed", "effort_seconds",
+        "effort_by_seed"}`` in increasing fraction, ``effort_seconds`` the mean time to draw the subsets from scratch
+        (``effort_by_seed`` each seed's); the last point
         is the whole pool (the fully supervised reference ``full``, one result per seed).
     """
     curve = []
@@ -107,18 +108,27 @@ def from_scratch_curve(
             result = trained_reference(subset, test, dataset, seed=s, path=path, options={**options, "count": count})
             dice.append(float(result["dice_mean"]))
             seconds.append(sum(scratch_seconds[c.case_id] for c in subset))
-        curve.append(_point(count, len(pool), dice, float(np.mean(seconds))))
+        curve.append(_point(count, len(pool), dice, seconds))
     whole = float(sum(scratch_seconds[c.case_id] for c in pool))
-    curve.append(_point(len(pool), len(pool), [float(f["dice_mean"]) for f in full], whole))
+    curve.append(_point(len(pool), len(pool), [float(f["dice_mean"]) for f in full], [whole] * len(full)))
     return curve
 
 
-def _point(count: int, pool_size: int, dice: list[float], seconds: float) -> dict[str, Any]:
+def seed_curve(curve: Sequence[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The passive route of the ``index``-th seed alone: its subsets' Dice and drawing time at every point."""
+    return [
+        {"fraction": p["fraction"], "dice_mean": p["dice_by_seed"][index], "effort_seconds": p["effort_by_seed"][index]}
+        for p in curve
+    ]
+
+
+def _point(count: int, pool_size: int, dice: list[float], seconds: list[float]) -> dict[str, Any]:
     return {
         "fraction": count / pool_size,
         "num_labelled": count,
         "dice_mean": float(np.mean(dice)),
         "dice_std": spread(dice),
         "dice_by_seed": dice,
-        "effort_seconds": seconds,
+        "effort_seconds": float(np.mean(seconds)),
+        "effort_by_seed": [float(v) for v in seconds],
     }
