@@ -88,12 +88,11 @@ def bench_al(
     assisted effort against it; ``same_final_dice_retrained`` does so for the final trainings' Dice, and its
     ``_by_seed`` list for each run against its own seed's subsets. ``retrain`` (implied by ``from_scratch``): each
     run ends with its final training (``run_al``'s ``final_steps``; ``strategies.<name>.retrained``). The final
-    trainings and the passive route's
-    subsets train ``final_steps`` steps, by default the steps a whole loop is guaranteed (``min_steps`` x
-    (``rounds`` + 1)), so that the two compare under one protocol; the fully supervised reference as many and at
-    least ``reference_steps``, since the whole pool needs more steps than a tenth of it to be seen as often (the
-    passive curve's last point is then trained longer than its subsets, which favours the passive route). Runs go to
-    ``<json stem>-runs/`` and are resumed when run again with the same settings.
+    trainings and the passive route's subsets train ``final_steps`` steps, by default the steps a whole loop is
+    guaranteed (``min_steps`` x (``rounds`` + 1)), so that the two compare under one protocol; the fully supervised
+    reference as many and at least ``reference_steps``, since the whole pool needs more steps than a tenth of it to
+    be seen as often (the passive curve's last point is then trained longer than its subsets, which favours the
+    passive route). Runs go to ``<json stem>-runs/`` and are resumed when run again with the same settings.
 
     Returns:
         The report written to ``json_path``: ``{"strategies": {name: {"curve": [{"fraction", "dice_mean",

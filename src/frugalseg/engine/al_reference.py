@@ -95,8 +95,8 @@ def from_scratch_curve(
     Returns:
         Curve points ``{"fraction", "num_labelled", "dice_mean", "dice_std", "dice_by_seed", "effort_seconds",
         "effort_by_seed"}`` in increasing fraction, ``effort_seconds`` the mean time to draw the subsets from scratch
-        (``effort_by_seed`` each seed's); the last point
-        is the whole pool (the fully supervised reference ``full``, one result per seed).
+        (``effort_by_seed`` each seed's); the last point is the whole pool (the fully supervised reference ``full``,
+        one result per seed).
     """
     curve = []
     for count in sorted({resolve_count(f, len(pool), name="from_scratch") for f in fractions}):
