@@ -131,10 +131,10 @@ def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size:
         ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full", "quality"}``, ``quality`` the
         mean over seeds of the final networks' calibration (``pearson``, ``spearman``, ``mae``).
     """
-    finals = [r.final for r in results]
-    if any(final is None for final in finals):
+    finals = [r.final for r in results if r.final is not None]
+    if len(finals) < len(results):
         raise ValueError("summarise_final: a run has no final training (run_al with final_steps > 0)")
-    dice = [float(final["dice_mean"]) for final in finals if final is not None]
+    dice = [float(final["dice_mean"]) for final in finals]
     mean = float(np.mean(dice))
     return {
         "fraction": float(np.mean([len(r.labelled_ids) / pool_size for r in results])),
@@ -143,8 +143,7 @@ def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size:
         "dice_by_seed": dice,
         "fraction_of_full": mean / full_dice if full_dice > 0 else None,
         "quality": {
-            key: mean_defined([final["quality"].get(key) for final in finals if final is not None])
-            for key in ("pearson", "spearman", "mae")
+            key: mean_defined([final["quality"].get(key) for final in finals]) for key in ("pearson", "spearman", "mae")
         },
     }
 
