@@ -17,12 +17,13 @@ from conftest import StubSegmenter, disc_case
 from frugalseg.active.correction import CORRECTION_EFFORT
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.data.phantom import make_phantom_dataset
-from frugalseg.engine.al_bench import bench_al
+from frugalseg.engine.al_bench import QUICK_MAX_TEST, bench_al
 from frugalseg.engine.al_reference import random_subset
 from frugalseg.engine.al_report import _first_reaching, versus_from_scratch, versus_random
 from frugalseg.engine.al_run import run_al, trained_from_scratch
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
+from frugalseg.engine.quality_bench import bench_quality
 from frugalseg.engine.sqa_train import evaluate_sqa, fine_tune_sqa, predict_with_quality
 from frugalseg.errors import InputError
 from frugalseg.metrics import dice_score
@@ -178,7 +179,7 @@ def test_evaluate_sqa_matches_dice_of_its_predictions() -> None:
     ]
     assert report["dice_mean"] == pytest.approx(float(np.mean(per_case)))
     assert set(report["dice_per_class"]) == {"inner", "ring"}
-    assert set(report["quality"]) == {"pearson", "spearman", "mae"}
+    assert set(report["quality"]) == set(report["quality_flips"]) == {"pearson", "spearman", "mae"}
     assert set(report["error_map"]) == {"auroc", "ap"}
 
 
@@ -326,7 +327,7 @@ def test_bench_al_micro_run_writes_json_and_plot(phantom: Dataset, tmp_path: Pat
     full = saved["full"]["dice_mean"]
     expected = at_10 / full if full > 0 else None
     assert sqa["fraction_of_full_at_10pct"] == (pytest.approx(expected) if expected is not None else None)
-    assert set(saved["quality"]) >= {"pearson", "spearman"}
+    assert set(saved["quality"]) >= {"pearson", "spearman"} and saved["quality"]["flips"]["mae"] is not None
     assert set(saved["effort"]["strategies"]["sqa"]) >= {"assisted_seconds", "scratch_seconds", "ratio"}
     assert saved["effort"]["pool_scratch_seconds"] > saved["effort"]["strategies"]["sqa"]["scratch_seconds"]
     reached = saved["effort"]["strategies"]["sqa"]["to_99pct_of_full"]
@@ -384,6 +385,7 @@ def test_bench_al_retrain_sets_the_final_trainings_steps(phantom: Dataset, tmp_p
     assert final["steps"] == 5 and report["settings"]["final_steps"] == 5
     assert report["strategies"]["sqa"]["retrained"]["dice_by_seed"] == [final["dice_mean"]]
     assert report["strategies"]["sqa"]["retrained"]["quality"]["mae"] == final["quality"]["mae"]
+    assert report["strategies"]["sqa"]["retrained"]["quality"]["flips"]["mae"] == final["quality_flips"]["mae"]
     assert report["from_scratch"] is None  # retraining alone trains no passive route
 
 
@@ -399,6 +401,14 @@ def test_bench_al_passive_subsets_train_as_long_as_the_final_trainings(phantom: 
     (own,) = effort["same_final_dice_retrained_by_seed"]  # one seed: its own curve is the mean curve
     assert own == effort["same_final_dice_retrained"] and own["dice"] == final["dice_mean"]
     assert report["from_scratch"][0]["effort_by_seed"] == [report["from_scratch"][0]["effort_seconds"]]
+    # the trained networks are kept beside their records: re-scored, they give the recorded Dice
+    pool, test = _pool(phantom)
+    kept = [runs / "full" / "seed0.pt", runs / "from_scratch" / "n4_seed0.pt"]
+    rescored = bench_quality(
+        pool, kept, tmp_path / "q.json", test_cases=test[:QUICK_MAX_TEST], model="sqa_test", size=32
+    )
+    recorded = [json.loads(path.with_suffix(".json").read_text())["dice_mean"] for path in kept]
+    assert [n["dice_mean"] for n in rescored["networks"]] == pytest.approx(recorded)
 
 
 def test_bench_al_refuses_a_from_scratch_route_for_weak_labels(phantom: Dataset, tmp_path: Path) -> None:

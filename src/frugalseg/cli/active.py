@@ -170,3 +170,51 @@ def bench_al(
     print_rows("held-out Dice by labelled fraction", ("strategy", *fractions), rows)
     quality = report["quality"]
     typer.echo(f"quality: Pearson {quality['pearson']:.3f}, Spearman {quality['spearman']:.3f} -> {json_path}")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    data: DataOption,
+    checkpoints: Annotated[list[Path], typer.Argument(help="SQA network checkpoints (.pt), e.g. a run's final.pt.")],
+    json_path: Annotated[Path, typer.Option("--json", help="Output JSON.")],
+    on: Annotated[
+        str, typer.Option(help="test (held-out subjects, or --test-data) or pool (the images a run did not label).")
+    ] = "test",
+    test_data: Annotated[str | None, typer.Option(help="Test set (default: held-out subjects of --data).")] = None,
+    model: Annotated[str, typer.Option(help="Model, where no run's settings.json lies beside a checkpoint.")] = (
+        "sqa_small"
+    ),
+    size: Annotated[int, typer.Option(help="Network side, idem.")] = 128,
+    dropout: Annotated[float, typer.Option(help="Dropout, idem.")] = 0.1,
+    data_format: FormatOption = None,
+) -> None:
+    """How well saved SQA networks predict their own per-image Dice: error branch alone and with flip agreement."""
+    from frugalseg.engine.quality_bench import ESTIMATES
+    from frugalseg.engine.quality_bench import bench_quality as run
+
+    dataset = read_data(data, data_format)
+    report = run(
+        dataset,
+        checkpoints,
+        json_path,
+        test_cases=None if test_data is None else read_data(test_data, data_format).cases,
+        on=on,  # type: ignore[arg-type]
+        model=model,
+        size=size,
+        dropout=dropout,
+        log=console.log,
+    )
+    rows = [
+        (
+            "/".join(Path(n["checkpoint"]).parts[-2:]),
+            f"{n['dice_mean']:.4f}",
+            *(_format(n[estimate].get("pearson")) for estimate in ESTIMATES),
+        )
+        for n in report["networks"]
+    ]
+    print_rows(f"Pearson of predicted vs true Dice ({on})", ("checkpoint", "Dice", *ESTIMATES), rows)
+    typer.echo(f"-> {json_path}")
+
+
+def _format(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"

@@ -29,6 +29,7 @@ from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_reference import from_scratch_curve, run_steps, seed_curve, trained_reference
 from frugalseg.engine.al_report import (
+    mean_calibration,
     mean_defined,
     plot_curves,
     spread,
@@ -214,7 +215,6 @@ def bench_al(
         if entry["to_99pct_of_full"] is not None:
             reached = entry["to_99pct_of_full"]
             reached["from_scratch"] = versus_from_scratch(0.99 * full_dice, reached["assisted_seconds"], passive)
-    quality = {key: mean_defined([f["quality"].get(key) for f in full]) for key in ("pearson", "spearman", "mae")}
     report = {
         "benchmark": "active_learning",
         "dataset": {
@@ -245,7 +245,7 @@ def bench_al(
         "from_scratch": passive,
         "versus_random": versus_random(report_strategies, seed_list),
         "quality": {
-            **quality,
+            **mean_calibration(full),
             "error_map": {k: mean_defined([f["error_map"][k] for f in full]) for k in ("auroc", "ap")},
             "source": "fully supervised SQA network on the test cases (mean over seeds); per strategy: final_quality",
         },

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from frugalseg.active.loop import resolve_count
-from frugalseg.atomic import atomic_write_json
+from frugalseg.atomic import atomic_torch_save, atomic_write_json
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_report import spread
 from frugalseg.engine.al_run import trained_from_scratch
@@ -36,7 +36,8 @@ def trained_reference(
 
     One one-cycle schedule of ``epochs_per_round`` passes over the cases, and at least ``options["steps"]``
     optimisation steps (:func:`run_steps` for every training but the fully supervised reference). The cache is
-    used only when it was written with the same ``options``.
+    used only when it was written with the same ``options``. The weights are kept beside it, at ``path`` with
+    suffix ``.pt`` (``bench quality`` reads them).
     """
     if path.exists():
         cached: dict[str, Any] = json.loads(path.read_text())
@@ -50,7 +51,7 @@ def trained_reference(
         lr=options["lr"],
         seed=seed,
     )
-    _, report = trained_from_scratch(
+    network, report = trained_from_scratch(
         cases,
         test,
         config=config,
@@ -61,6 +62,7 @@ def trained_reference(
         device=options["device"],
     )
     result = {"options": options, "seed": seed, **report}
+    atomic_torch_save(path.with_suffix(".pt"), network.state_dict())
     atomic_write_json(path, result)
     return result
 

@@ -12,7 +12,16 @@ import numpy as np
 from frugalseg.active.loop import ALResult
 from frugalseg.atomic import atomic_write_bytes
 
-__all__ = ["mean_defined", "plot_curves", "spread", "summarise_strategy", "versus_from_scratch", "versus_random"]
+__all__ = [
+    "mean_calibration",
+    "mean_defined",
+    "plot_curves",
+    "spread",
+    "summarise_final",
+    "summarise_strategy",
+    "versus_from_scratch",
+    "versus_random",
+]
 
 
 def mean_defined(values: Sequence[float | None]) -> float | None:
@@ -22,6 +31,21 @@ def mean_defined(values: Sequence[float | None]) -> float | None:
     """
     kept = [float(v) for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(kept)) if kept else None
+
+
+def mean_calibration(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over :func:`~frugalseg.engine.sqa_train.evaluate_sqa` reports of their quality calibration.
+
+    Returns:
+        ``{"pearson", "spearman", "mae", "flips": {...}}``: the error branch's estimate (``quality``) and, under
+        ``flips``, the estimate with flip agreement (``quality_flips``; ``None`` values for reports without it).
+    """
+    keys = ("pearson", "spearman", "mae")
+
+    def mean_of(estimate: str) -> dict[str, float | None]:
+        return {key: mean_defined([report.get(estimate, {}).get(key) for report in reports]) for key in keys}
+
+    return {**mean_of("quality"), "flips": mean_of("quality_flips")}
 
 
 def _at_fraction(curve: list[dict[str, Any]], fraction: float) -> float | None:
@@ -94,7 +118,6 @@ def summarise_strategy(
         _at_fraction([{"fraction": q["fraction"], "dice_mean": q["metrics"]["dice_mean"]} for q in r.rounds], 0.05)
         for r in results
     ]
-    final_quality = [r.rounds[num_rounds - 1]["metrics"].get("quality", {}) for r in results]
     summary = {
         "curve": curve,
         "fraction_of_full_at_10pct": None if at["10pct"] is None or full_dice <= 0 else at["10pct"] / full_dice,
@@ -102,7 +125,7 @@ def summarise_strategy(
         "dice_at_5pct_by_seed": by_seed,
         "dice_at_5pct_spread": None if None in by_seed else spread([d for d in by_seed if d is not None]),
         "dice_at_10pct": at["10pct"],
-        "final_quality": {key: mean_defined([q.get(key) for q in final_quality]) for key in ("pearson", "spearman")},
+        "final_quality": mean_calibration([r.rounds[num_rounds - 1]["metrics"] for r in results]),
     }
     effort: dict[str, Any] = {}
     for label, keep in (("", lambda a: True), ("_after_cold_start", lambda a: a["round"] >= 0)):
@@ -129,7 +152,7 @@ def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size:
 
     Returns:
         ``{"fraction", "dice_mean", "dice_std", "dice_by_seed", "fraction_of_full", "quality"}``, ``quality`` the
-        mean over seeds of the final networks' calibration (``pearson``, ``spearman``, ``mae``).
+        mean over seeds of the final networks' calibration (:func:`mean_calibration`).
     """
     finals = [r.final for r in results if r.final is not None]
     if len(finals) < len(results):
@@ -142,9 +165,7 @@ def summarise_final(results: Sequence[ALResult], full_dice: float, *, pool_size:
         "dice_std": spread(dice),
         "dice_by_seed": dice,
         "fraction_of_full": mean / full_dice if full_dice > 0 else None,
-        "quality": {
-            key: mean_defined([final["quality"].get(key) for final in finals]) for key in ("pearson", "spearman", "mae")
-        },
+        "quality": mean_calibration(finals),
     }
 
 

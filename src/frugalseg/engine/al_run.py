@@ -35,7 +35,7 @@ from frugalseg.models.sqa import SQANet
 if TYPE_CHECKING:
     from frugalseg.foundation import PromptableSegmenter
 
-__all__ = ["labelled_cases", "round_seed", "run_al", "trained_from_scratch"]
+__all__ = ["labelled_cases", "load_sqa_network", "round_seed", "run_al", "trained_from_scratch"]
 
 _CHUNK = 16
 _MC_STRATEGIES = ("bald", "predictive_entropy")
@@ -115,14 +115,22 @@ def _box_assistant(segmenter: PromptableSegmenter, *, ivus: bool) -> BoxAssistan
     return outline
 
 
-def _load_round(path: Path, model: str, *, in_channels: int, num_classes: int, dropout: float) -> SQANet:
+def load_sqa_network(
+    path: Path, model: str, *, in_channels: int, num_classes: int, dropout: float, hint: str = ""
+) -> SQANet:
+    """An SQA network of ``model`` with the weights saved at ``path``.
+
+    Raises:
+        InputError: ``model`` is no SQA network, or the file is missing, unreadable or of another network
+            (``hint`` ends that message).
+    """
     network = create_model(model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
     if not isinstance(network, SQANet):
         raise InputError(f"model {model!r} is not a segmentation-quality network; use sqa_small or sqa_test")
     try:
-        network.load_state_dict(load_torch_file(path, what="SQA weights of the previous round"))
+        network.load_state_dict(load_torch_file(path, what="SQA network weights"))
     except (RuntimeError, KeyError) as error:
-        raise InputError(f"{path}: weights do not fit {model!r} ({error}); delete the run folder to restart") from error
+        raise InputError(f"{path}: weights do not fit {model!r} ({str(error)[:200]}){hint}") from error
     return network
 
 
@@ -236,7 +244,14 @@ def run_al(
         network = held.get("network")
         previous = out / f"round_{round_index - 1:02d}.pt"
         if network is None and previous.exists():  # a resumed run: warm-start from the saved round
-            network = _load_round(previous, model, in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+            network = load_sqa_network(
+                previous,
+                model,
+                in_channels=in_channels,
+                num_classes=num_classes,
+                dropout=dropout,
+                hint="; delete the run folder to restart",
+            )
         generator = torch.Generator().manual_seed(round_seed(seed, round_index))
         network = fine_tune_sqa(
             network,

@@ -95,6 +95,7 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], Any] = print, num_fram
             "fraction": r["fraction"],
             "dice": r["metrics"]["dice_mean"],
             "quality": r["metrics"]["quality"],
+            "quality_flips": r["metrics"]["quality_flips"],
             "effort": r["effort"],
         }
         for r in loop.rounds

@@ -37,6 +37,7 @@ from frugalseg.quality import (
     predicted_error_fraction,
     sqa_loss,
 )
+from frugalseg.quality.flips import flip_error_map, flipped_views
 
 __all__ = ["QualityPrediction", "evaluate_sqa", "fine_tune_sqa", "predict_with_quality"]
 
@@ -161,6 +162,8 @@ class QualityPrediction:
         bald: mean MC-dropout mutual information, ``None`` without MC samples.
         predictive_entropy: mean entropy of the MC-dropout mean prediction, ``None`` without MC samples.
         features: global average of the deepest encoder features (core-set), ``None`` unless asked.
+        flip_quality: the quality estimate with flip agreement (:mod:`frugalseg.quality.flips`), ``None``
+            unless asked.
 
     Shape:
         ``label (H, W)`` uint8, ``probabilities (C, H, W)``, ``error_prob (H, W)`` float32,
@@ -177,6 +180,7 @@ class QualityPrediction:
     bald: float | None = None
     predictive_entropy: float | None = None
     features: np.ndarray | None = None
+    flip_quality: float | None = None
 
 
 @torch.inference_mode()
@@ -188,6 +192,7 @@ def predict_with_quality(
     mc_samples: int = 0,
     keep_maps: bool = True,
     features: bool = False,
+    flips: bool = False,
     error_prevalence: float | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -203,6 +208,7 @@ def predict_with_quality(
         keep_maps: return the label, probability and error maps at each image's size (memory: keep off
             when scoring a large pool).
         features: return encoder features for core-set selection.
+        flips: also estimate quality with flip agreement (three more passes per image).
         error_prevalence: fraction ``pi`` of wrong pixels the error head was trained on: its logits are
             shifted by ``log(pi / (1 - pi))`` to undo the class balancing's 50/50 prior. ``None`` uses the
             prevalence the network recorded in training (:meth:`~frugalseg.models.sqa.SQANet.error_prior_shift`;
@@ -227,12 +233,20 @@ def predict_with_quality(
             chunk = cases[start : start + batch_size]
             x = torch.stack([image_to_tensor(c.image, size=size, in_channels=in_channels) for c in chunk]).to(device)
             captured.clear()
-            output = network(x)
+            probs, error = _view(network, x, shift)
             pooled = captured[0].float().mean(dim=(2, 3)).cpu().numpy() if features else None
-            probs = torch.softmax(output.logits.float(), dim=1).cpu()
-            error = torch.sigmoid(output.error_logits.float() + shift).cpu()
-            dice = predicted_dice(probs.argmax(dim=1), error, num_classes=network.num_classes, probabilities=probs)
+            labels = probs.argmax(dim=1)
+            dice = predicted_dice(labels, error, num_classes=network.num_classes, probabilities=probs)
             fraction = predicted_error_fraction(error)
+            flip_dice = None
+            if flips:
+                view_probs, view_errors = flipped_views(lambda inputs: _view(network, inputs, shift), x)
+                flip_error, mean_probs = flip_error_map(
+                    labels, torch.cat([probs[None], view_probs]), torch.cat([error[None], view_errors])
+                )
+                flip_dice = predicted_dice(
+                    labels, flip_error, num_classes=network.num_classes, probabilities=mean_probs
+                )
             entropy = entropy_scores(probs.double().numpy())
             bald = predictive = None
             if mc_samples:
@@ -251,6 +265,7 @@ def predict_with_quality(
                         bald=None if bald is None else float(bald[i]),
                         predictive_entropy=None if predictive is None else float(predictive[i]),
                         features=None if pooled is None else pooled[i],
+                        flip_quality=None if flip_dice is None else float(flip_dice[i].mean()),
                     )
                 )
     finally:
@@ -259,12 +274,19 @@ def predict_with_quality(
     return results
 
 
+def _view(network: SQANet, x: torch.Tensor, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities ``(B, C, H, W)`` and error probabilities ``(B, H, W)`` of one pass, on the CPU."""
+    output = network(x)
+    probs = torch.softmax(output.logits.float(), dim=1).cpu()
+    return probs, torch.sigmoid(output.error_logits.float()[:, 0] + shift).cpu()
+
+
 def _maps(
     probs: torch.Tensor, error: torch.Tensor, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Label, probabilities and error map at the image's size from the network-size maps."""
     full = resize_probabilities(probs[None], shape)[0]
-    error_full = resize_probabilities(error[None], shape)[0, 0].clamp(0.0, 1.0)
+    error_full = resize_probabilities(error[None, None], shape)[0, 0].clamp(0.0, 1.0)
     return full.argmax(dim=0).numpy().astype(np.uint8), full.numpy(), error_full.numpy()
 
 
@@ -290,15 +312,16 @@ def evaluate_sqa(
     """Dice of the SQA network on labelled ``cases`` and how well it predicts its own quality.
 
     Per case: the mean foreground Dice at the image's size (empty rule of
-    :func:`~frugalseg.metrics.dice_score`) and the predicted quality. Calibration: Pearson and Spearman
-    correlation and mean absolute error between them (NaN correlations when either is constant).
+    :func:`~frugalseg.metrics.dice_score`) and the predicted quality, from the error branch alone
+    (``quality``) and with flip agreement (``quality_flips``). Calibration: Pearson and Spearman correlation
+    and mean absolute error between each and the true Dice (NaN correlations when either is constant).
     With ``error_map``, the mean over cases of the pixel AUROC and AP of the error map.
     """
     num_classes = len(class_names)
-    true, predicted, per_class, aurocs, aps = [], [], [], [], []
+    true, predicted, with_flips, per_class, aurocs, aps = [], [], [], [], [], []
     for start in range(0, len(cases), _CHUNK):
         chunk = list(cases[start : start + _CHUNK])
-        for case, p in zip(chunk, predict_with_quality(network, chunk, size=size), strict=True):
+        for case, p in zip(chunk, predict_with_quality(network, chunk, size=size, flips=True), strict=True):
             if case.label is None or p.label is None or p.error_prob is None:
                 raise InputError(f"case {case.case_id}: evaluation needs its label map")
             valid = case.label != IGNORE
@@ -306,6 +329,7 @@ def evaluate_sqa(
             per_class.append(scores)
             true.append(float(np.mean(scores)))
             predicted.append(p.quality)
+            with_flips.append(p.flip_quality)
             if error_map:
                 result = error_map_auroc_ap(p.error_prob, (p.label != case.label) & valid, valid)
                 aurocs.append(result["auroc"])
@@ -315,6 +339,7 @@ def evaluate_sqa(
         "dice_per_class": dict(zip(class_names[1:], np.mean(per_class, axis=0).tolist(), strict=True)),
         "predicted_quality_mean": float(np.mean(predicted)),
         "quality": calibration_report(predicted, true) if len(true) >= 2 else {},
+        "quality_flips": calibration_report(with_flips, true) if len(true) >= 2 else {},
     }
     if error_map:
         report["error_map"] = {"auroc": mean_defined(aurocs), "ap": mean_defined(aps)}

@@ -1,0 +1,134 @@
+"""``frugalseg bench quality``: how well saved SQA networks predict their own Dice, image by image.
+
+For each checkpoint: its Dice on the cases and the calibration (Pearson, Spearman, mean absolute error against
+the true per-image Dice) of two estimates made without ground truth, the error branch's (``quality``) and the
+same with flip agreement (``quality_flips``, :mod:`frugalseg.quality.flips`). A checkpoint saved by
+``frugalseg al`` or ``bench al`` has its run's ``settings.json`` beside it, which gives its model, size and
+dropout; otherwise the options do.
+
+``on="test"`` scores the held-out split (:func:`~frugalseg.engine.bench.held_out_split`, seed 0, as
+``bench al``) or the given test cases. ``on="pool"`` scores the pool images the network did not learn from
+(those missing from the ``state.json`` beside it), where a loop chooses what to label next.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from frugalseg.atomic import atomic_write_json
+from frugalseg.data.case import Case, Dataset
+from frugalseg.engine.al_report import mean_defined
+from frugalseg.engine.al_run import labelled_cases, load_sqa_network
+from frugalseg.engine.bench import held_out_split
+from frugalseg.engine.sqa_train import evaluate_sqa
+from frugalseg.errors import InputError
+
+__all__ = ["ESTIMATES", "bench_quality"]
+
+ESTIMATES = ("quality", "quality_flips")
+"""The two quality estimates compared, as keys of :func:`~frugalseg.engine.sqa_train.evaluate_sqa`'s report."""
+
+
+def _network_settings(checkpoint: Path, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``model``, ``size`` and ``dropout`` from the run's ``settings.json`` beside ``checkpoint``, else ``defaults``."""
+    path = checkpoint.parent / "settings.json"
+    if not path.is_file():
+        return defaults
+    try:
+        saved = json.loads(path.read_text())
+        return {"model": saved["train"]["model"], "size": saved["train"]["size"], "dropout": saved["dropout"]}
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a run's settings ({error!r})") from error
+
+
+def _unlearned(pool: Sequence[Case], checkpoint: Path) -> list[Case]:
+    """Pool cases missing from the labelled ids of the run's ``state.json`` beside ``checkpoint``."""
+    path = checkpoint.parent / "state.json"
+    if not path.is_file():
+        raise InputError(f"{checkpoint}: on=pool needs the run's state.json beside it (its labelled images)")
+    try:
+        labelled = set(json.loads(path.read_text())["labelled"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a loop state ({error!r})") from error
+    return [case for case in pool if case.case_id not in labelled]
+
+
+def bench_quality(
+    dataset: Dataset,
+    checkpoints: Sequence[str | Path],
+    json_path: str | Path,
+    *,
+    test_cases: Sequence[Case] | None = None,
+    on: Literal["test", "pool"] = "test",
+    model: str = "sqa_small",
+    size: int = 128,
+    dropout: float = 0.1,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Calibration of each checkpoint's quality estimates; writes and returns the report.
+
+    Returns:
+        ``{"on", "networks": [{"checkpoint", "cases", "dice_mean", "quality": {"pearson", "spearman", "mae"},
+        "quality_flips": {...}}], "summary": {estimate: {"pearson_mean", "pearson_min", "spearman_mean",
+        "mae_mean"}}, "seconds"}``.
+
+    Raises:
+        InputError: no checkpoint, an unreadable one, fewer than two cases to score, or ``on="pool"``
+            without a run's ``state.json``.
+    """
+    if not checkpoints:
+        raise InputError("bench quality needs at least one checkpoint")
+    if on not in ("test", "pool"):
+        raise InputError(f"on={on!r}: expected test or pool")
+    started = time.perf_counter()
+    if test_cases is None:
+        pool, test = held_out_split(dataset, seed=0)
+    else:
+        pool, test = labelled_cases(dataset.cases), labelled_cases(test_cases)
+    in_channels = max(case.channels for case in [*pool, *test])
+    networks = []
+    for checkpoint in map(Path, checkpoints):
+        settings = _network_settings(checkpoint, {"model": model, "size": size, "dropout": dropout})
+        cases = test if on == "test" else _unlearned(pool, checkpoint)
+        if len(cases) < 2:
+            raise InputError(f"{checkpoint}: {len(cases)} case(s) to score; correlations need at least 2")
+        network = load_sqa_network(
+            checkpoint,
+            settings["model"],
+            in_channels=in_channels,
+            num_classes=dataset.num_classes,
+            dropout=settings["dropout"],
+        )
+        report = evaluate_sqa(network, cases, size=settings["size"], class_names=dataset.class_names)
+        networks.append(
+            {
+                "checkpoint": str(checkpoint),
+                "cases": len(cases),
+                "dice_mean": report["dice_mean"],
+                **{estimate: report[estimate] for estimate in ESTIMATES},
+            }
+        )
+        if log is not None:
+            log(
+                f"{checkpoint}: Dice {report['dice_mean']:.4f}, Pearson "
+                + ", ".join(f"{estimate} {report[estimate].get('pearson', float('nan')):.3f}" for estimate in ESTIMATES)
+            )
+    summary = {}
+    for estimate in ESTIMATES:
+        pearson = [n[estimate].get("pearson") for n in networks]
+        defined = [float(r) for r in pearson if r is not None and np.isfinite(r)]
+        summary[estimate] = {
+            "pearson_mean": mean_defined(pearson),
+            "pearson_min": min(defined) if defined else None,
+            "spearman_mean": mean_defined([n[estimate].get("spearman") for n in networks]),
+            "mae_mean": mean_defined([n[estimate].get("mae") for n in networks]),
+        }
+    result = {"on": on, "networks": networks, "summary": summary, "seconds": time.perf_counter() - started}
+    atomic_write_json(json_path, result)
+    return result
