@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,12 @@ class StubSegmenter:
         mask = torch.from_numpy(np.stack(masks))
         logits = torch.where(mask, 1.0, -1.0)
         return MaskPrediction(masks=mask, scores=torch.full((len(masks),), self.score), logits=logits)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny networks run fastest on one thread (and leave the second core to other work)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,7 @@ from frugalseg.models.sqa import SQANet
 from frugalseg.quality import predicted_dice
 from frugalseg.quality.flips import FLIPS, flip_error_map, flipped_views
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_flip_error_map_joins_the_error_maps_and_the_views_disagreement() -> None:
@@ -119,6 +112,9 @@ def test_bench_quality_scores_checkpoints_on_test_and_on_their_unlabelled_pool(t
     # settings.json beside a checkpoint wins over the options: a wrong model name there is refused
     (run / "settings.json").write_text(json.dumps({"train": {"model": "unet_small", "size": 32}, "dropout": 0.0}))
     with pytest.raises(InputError, match="not a segmentation-quality network"):
+        bench_quality(dataset, [run / "final.pt"], tmp_path / "s.json", model="sqa_test", size=32)
+    (run / "settings.json").write_text("{")
+    with pytest.raises(InputError, match="unreadable"):
         bench_quality(dataset, [run / "final.pt"], tmp_path / "s.json", model="sqa_test", size=32)
     with pytest.raises(InputError, match="missing"):
         bench_quality(dataset, [tmp_path / "absent.pt"], tmp_path / "m.json", model="sqa_test", size=32)

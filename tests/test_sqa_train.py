@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,7 @@ from frugalseg.quality import predicted_dice
 CONFIG = TrainConfig(model="sqa_test", size=32, epochs=1, batch_size=4, lr=3e-3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread (and leave the second core to other work)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -401,12 +394,11 @@ def test_bench_al_passive_subsets_train_as_long_as_the_final_trainings(phantom: 
     (own,) = effort["same_final_dice_retrained_by_seed"]  # one seed: its own curve is the mean curve
     assert own == effort["same_final_dice_retrained"] and own["dice"] == final["dice_mean"]
     assert report["from_scratch"][0]["effort_by_seed"] == [report["from_scratch"][0]["effort_seconds"]]
-    # the trained networks are kept beside their records: re-scored, they give the recorded Dice
+    # the trained networks are kept beside their records, which tell bench quality the model (not the default
+    # sqa_small at 128 px): re-scored, they give the recorded Dice
     pool, test = _pool(phantom)
     kept = [runs / "full" / "seed0.pt", runs / "from_scratch" / "n4_seed0.pt"]
-    rescored = bench_quality(
-        pool, kept, tmp_path / "q.json", test_cases=test[:QUICK_MAX_TEST], model="sqa_test", size=32
-    )
+    rescored = bench_quality(pool, kept, tmp_path / "q.json", test_cases=test[:QUICK_MAX_TEST])
     recorded = [json.loads(path.with_suffix(".json").read_text())["dice_mean"] for path in kept]
     assert [n["dice_mean"] for n in rescored["networks"]] == pytest.approx(recorded)
 

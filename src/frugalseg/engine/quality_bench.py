@@ -3,8 +3,8 @@
 For each checkpoint: its Dice on the cases and the calibration (Pearson, Spearman, mean absolute error against
 the true per-image Dice) of two estimates made without ground truth, the error branch's (``quality``) and the
 same with flip agreement (``quality_flips``, :mod:`frugalseg.quality.flips`). A checkpoint saved by
-``frugalseg al`` or ``bench al`` has its run's ``settings.json`` beside it, which gives its model, size and
-dropout; otherwise the options do.
+``frugalseg al`` or ``bench al`` has its settings beside it (a run's ``settings.json``, a reference's record),
+which give its model, size and dropout; otherwise the options do.
 
 ``on="test"`` scores the held-out split (:func:`~frugalseg.engine.bench.held_out_split`, seed 0, as
 ``bench al``) or the given test cases. ``on="pool"`` scores the pool images the network did not learn from
@@ -36,15 +36,22 @@ ESTIMATES = ("quality", "quality_flips")
 
 
 def _network_settings(checkpoint: Path, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``model``, ``size`` and ``dropout`` from the run's ``settings.json`` beside ``checkpoint``, else ``defaults``."""
-    path = checkpoint.parent / "settings.json"
-    if not path.is_file():
-        return defaults
+    """``model``, ``size`` and ``dropout`` of the network saved at ``checkpoint``.
+
+    From the record beside a ``bench al`` reference (``NAME.json`` with its ``options``), else from the run's
+    ``settings.json`` in the same folder, else ``defaults``.
+    """
+    record, run = checkpoint.with_suffix(".json"), checkpoint.parent / "settings.json"
     try:
-        saved = json.loads(path.read_text())
-        return {"model": saved["train"]["model"], "size": saved["train"]["size"], "dropout": saved["dropout"]}
+        if record.is_file() and "options" in (saved := json.loads(record.read_text())):
+            options = saved["options"]
+            return {"model": options["model"], "size": options["size"], "dropout": options["dropout"]}
+        if run.is_file():
+            saved = json.loads(run.read_text())
+            return {"model": saved["train"]["model"], "size": saved["train"]["size"], "dropout": saved["dropout"]}
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise InputError(f"{path}: not a run's settings ({error!r})") from error
+        raise InputError(f"{checkpoint}: its settings beside it are unreadable ({error!r})") from error
+    return defaults
 
 
 def _unlearned(pool: Sequence[Case], checkpoint: Path) -> list[Case]:
