@@ -167,11 +167,12 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Pa
             f"{100 * r['fraction']:.0f}%",
             f"{r['dice']:.4f}",
             f"{r['quality'].get('pearson', float('nan')):.2f}",
+            f"{r['quality_flips'].get('pearson', float('nan')):.2f}",
             f"{r['effort']['ratio']:.2f}",
         )
         for r in rounds
     ]
-    columns = ("labelled", "of pool", "Dice", "quality r", "effort vs scratch")
+    columns = ("labelled", "of pool", "Dice", "quality r", "r with flips", "effort vs scratch")
     print_rows("SQA active learning (held-out pullback)", columns, rows)
     typer.echo(f"report written to {out} in {report['seconds'] / 60:.1f} min")
 
