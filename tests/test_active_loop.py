@@ -256,6 +256,7 @@ class Toy:
         # predicted quality: low for cases whose index is 3 mod 7 (the "hard" ones), features on a line
         self.quality = {c.case_id: 0.2 + 0.01 * i if i % 7 == 3 else 0.9 - 0.001 * i for i, c in enumerate(pool)}
         self.feature = {c.case_id: float(i) for i, c in enumerate(pool)}
+        self.flip_quality = {c.case_id: 0.5 + 0.01 * i for i, c in enumerate(pool)}  # another order: first worst
 
     def fine_tune(self, labelled: list[Case], round_index: int) -> tuple[Any, ...]:
         if round_index == self.fail_at_round:
@@ -270,7 +271,11 @@ class Toy:
         self.score_calls.append([c.case_id for c in cases])
         q = np.array([self.quality[c.case_id] for c in cases])
         return PoolScores(
-            scores={"quality": q, "entropy": 1.0 - q},
+            scores={
+                "quality": q,
+                "entropy": 1.0 - q,
+                "flip_quality": np.array([self.flip_quality[c.case_id] for c in cases]),
+            },
             features=np.array([[self.feature[c.case_id], 0.0] for c in cases]),
         )
 
@@ -296,7 +301,9 @@ def pool() -> list[Case]:
     return [_case(i) for i in range(30)]
 
 
-@pytest.mark.parametrize("strategy", ["random", "evenly_spaced", "entropy", "sqa", "sqa_diverse", "coreset"])
+@pytest.mark.parametrize(
+    "strategy", ["random", "evenly_spaced", "entropy", "sqa", "sqa_diverse", "sqa_flips", "coreset"]
+)
 def test_selection_counts_and_no_case_twice(pool: list[Case], tmp_path: Path, strategy: str) -> None:
     toy = Toy(pool)
     result = _run(pool, toy, tmp_path, strategy=strategy, initial=4, batch=3, rounds=3, seed=1)
@@ -317,6 +324,10 @@ def test_sqa_picks_worst_predicted_quality_and_entropy_the_most_uncertain(pool: 
         unlabelled = [c.case_id for c in pool if c.case_id not in result.labelled_ids[:2]]
         worst = sorted(unlabelled, key=lambda i: toy.quality[i])[:3]
         assert result.rounds[0]["selected"] == worst
+    toy = Toy(pool)
+    result = _run(pool, toy, tmp_path / "sqa_flips", strategy="sqa_flips", initial=2, batch=3, rounds=1, seed=0)
+    unlabelled = [c.case_id for c in pool if c.case_id not in result.labelled_ids[:2]]
+    assert result.rounds[0]["selected"] == sorted(unlabelled, key=lambda i: toy.flip_quality[i])[:3]
 
 
 def test_sqa_diverse_skips_neighbouring_frames(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from frugalseg.data.phantom import make_phantom_dataset
 from frugalseg.engine.al_bench import QUICK_MAX_TEST, bench_al
 from frugalseg.engine.al_reference import random_subset
 from frugalseg.engine.al_report import _first_reaching, versus_from_scratch, versus_random
-from frugalseg.engine.al_run import run_al, trained_from_scratch
+from frugalseg.engine.al_run import load_sqa_network, run_al, trained_from_scratch
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor
 from frugalseg.engine.quality_bench import bench_quality
@@ -210,6 +210,19 @@ def test_two_round_sqa_loop_on_phantom_frames(phantom: Dataset, tmp_path: Path) 
     assert files == ["round_01.pt", "round_02.pt", "settings.json", "state.json"]
     with pytest.raises(InputError, match="other settings"):
         _run_al(pool, test, tmp_path / "run", epochs_per_round=2)
+
+
+def test_sqa_flips_loop_ranks_by_the_flip_agreement_estimate(phantom: Dataset, tmp_path: Path) -> None:
+    pool, test = _pool(phantom)
+    plain = _run_al(pool, test, tmp_path / "sqa", rounds=1)
+    flips = _run_al(pool, test, tmp_path / "flips", strategy="sqa_flips", rounds=1)
+    assert flips.labelled_ids[:4] == plain.labelled_ids[:4]  # same cold start and first network
+    unlabelled = [c for c in pool.cases if c.case_id not in flips.labelled_ids[:4]]
+    # the cold start's network, as the loop saved it, rates the pool with flips: the loop took the worst four
+    first = load_sqa_network(tmp_path / "flips" / "round_00.pt", "sqa_test", in_channels=1, num_classes=3, dropout=0.1)
+    rated = predict_with_quality(first, unlabelled, size=32, keep_maps=False, flips=True)
+    worst = [unlabelled[i].case_id for i in np.argsort([p.flip_quality for p in rated], kind="stable")[:4]]
+    assert flips.rounds[0]["selected"] == worst
 
 
 def test_box_acquisitions_train_on_the_foundation_models_masks(phantom: Dataset, tmp_path: Path) -> None:

@@ -65,9 +65,11 @@ LOOP_STRATEGIES: dict[str, str | None] = {
     "coreset": None,
     "sqa": "quality",
     "sqa_diverse": "quality",
+    "sqa_flips": "flip_quality",
 }
 """Strategy name -> the key of :attr:`PoolScores.scores` it ranks by (``None``: no per-image score needed;
-``coreset`` uses :attr:`PoolScores.features`). Higher entropy/BALD first; lower predicted quality first."""
+``coreset`` uses :attr:`PoolScores.features`). Higher entropy/BALD first; lower predicted quality first
+(``sqa_flips``: the quality estimated with flip agreement, :mod:`frugalseg.quality.flips`)."""
 
 Count = int | float
 
@@ -129,7 +131,7 @@ class PoolScores:
 
     Attributes:
         scores: per-image values by name: ``"entropy"``, ``"bald"``, ``"predictive_entropy"`` (higher first)
-            and ``"quality"`` (predicted Dice, lower first); only those the strategy needs
+            and ``"quality"`` / ``"flip_quality"`` (predicted Dice, lower first); only those the strategy needs
             (:data:`LOOP_STRATEGIES`).
         features: ``(N, D)`` feature vectors (``coreset``; the loop then scores labelled cases too).
 
@@ -251,7 +253,7 @@ def _select(
     if key is None:
         raise ValueError(f"strategy {strategy!r} has no per-image score")
     values = _required(score(model, unlabelled), key, n)
-    ranking = sqa_scores(values) if key == "quality" else values
+    ranking = sqa_scores(values) if key in ("quality", "flip_quality") else values
     order = rank_by_score(ranking, seed=rng)
     if strategy == "sqa_diverse":
         chosen = select_top_k_diverse(ranking, k, positions=_positions(unlabelled), min_gap=min_gap, seed=rng)

@@ -58,12 +58,21 @@ def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str
     for start in range(0, len(cases), step):
         chunk = cases[start : start + step]
         preds += predict_with_quality(
-            network, chunk, size=size, mc_samples=mc, keep_maps=False, features=strategy == "coreset", seed=start
+            network,
+            chunk,
+            size=size,
+            mc_samples=mc,
+            keep_maps=False,
+            features=strategy == "coreset",
+            flips=strategy == "sqa_flips",
+            seed=start,
         )
     scores = {
         "entropy": np.array([p.entropy for p in preds]),
         "quality": np.array([p.quality for p in preds]),
     }
+    if strategy == "sqa_flips":
+        scores["flip_quality"] = np.array([p.flip_quality for p in preds], dtype=np.float64)
     if mc:
         scores["bald"] = np.array([p.bald for p in preds], dtype=np.float64)
         scores["predictive_entropy"] = np.array([p.predictive_entropy for p in preds], dtype=np.float64)
