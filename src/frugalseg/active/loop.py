@@ -49,6 +49,7 @@ __all__ = [
     "ALResult",
     "ActiveLearningConfig",
     "PoolScores",
+    "effort_totals",
     "resolve_count",
     "run_active_learning",
 ]
@@ -273,7 +274,9 @@ def _record(acquisition: Acquisition, round_index: int) -> dict[str, Any]:
     return {**acquisition.record(), "round": round_index}
 
 
-def _effort_totals(acquisitions: Sequence[dict[str, Any]]) -> dict[str, float]:
+def effort_totals(acquisitions: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Expert seconds charged for ``acquisitions`` (records as in :attr:`ALResult.acquisitions`), the seconds
+    drawing them from scratch would take, and their ratio (NaN when nothing was drawn)."""
     seconds = float(sum(a["seconds"] for a in acquisitions))
     scratch = float(sum(a["scratch_seconds"] for a in acquisitions))
     return {"seconds": seconds, "scratch_seconds": scratch, "ratio": seconds / scratch if scratch > 0 else math.nan}
@@ -364,7 +367,7 @@ def run_active_learning(
             "num_labelled": len(labelled_cases),
             "fraction": len(labelled_cases) / len(pool),
             "metrics": metrics,
-            "effort": _effort_totals(state["acquisitions"]),
+            "effort": effort_totals(state["acquisitions"]),
             "selected": [],
         }
         taken = set(state["labelled"])

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from frugalseg.active.correction import CORRECTION_EFFORT, scratch_seconds
-from frugalseg.active.loop import ActiveLearningConfig
+from frugalseg.active.loop import ActiveLearningConfig, effort_totals
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
 from frugalseg.engine.al_reference import from_scratch_curve, run_steps, seed_curve, trained_reference
@@ -209,7 +209,7 @@ def bench_al(
         entry["same_final_dice"] = versus_from_scratch(final, seconds, passive)
         entry["same_final_dice_retrained"] = versus_from_scratch(retrained["dice_mean"], seconds, passive)
         entry["same_final_dice_retrained_by_seed"] = [
-            versus_from_scratch(dice, sum(a["seconds"] for a in run.acquisitions), seed_curve(passive, i))
+            versus_from_scratch(dice, effort_totals(run.acquisitions)["seconds"], seed_curve(passive, i))
             for i, (run, dice) in enumerate(zip(runs_by_strategy[name], retrained["dice_by_seed"], strict=True))
         ]
         if entry["to_99pct_of_full"] is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from frugalseg.active.loop import ALResult
+from frugalseg.active.loop import ALResult, effort_totals
 from frugalseg.atomic import atomic_write_bytes
 
 __all__ = [
@@ -129,8 +129,9 @@ def summarise_strategy(
     }
     effort: dict[str, Any] = {}
     for label, keep in (("", lambda a: True), ("_after_cold_start", lambda a: a["round"] >= 0)):
-        seconds = float(np.mean([sum(a["seconds"] for a in r.acquisitions if keep(a)) for r in results]))
-        scratch = float(np.mean([sum(a["scratch_seconds"] for a in r.acquisitions if keep(a)) for r in results]))
+        totals = [effort_totals([a for a in r.acquisitions if keep(a)]) for r in results]
+        seconds = float(np.mean([t["seconds"] for t in totals]))
+        scratch = float(np.mean([t["scratch_seconds"] for t in totals]))
         effort[f"assisted_seconds{label}"] = seconds
         effort[f"scratch_seconds{label}"] = scratch
         effort[f"ratio{label}"] = seconds / scratch if scratch > 0 else None

@@ -23,7 +23,7 @@ import numpy as np
 
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
-from frugalseg.engine.al_report import mean_defined
+from frugalseg.engine.al_report import mean_calibration
 from frugalseg.engine.al_run import labelled_cases, load_sqa_network
 from frugalseg.engine.bench import held_out_split
 from frugalseg.engine.sqa_train import evaluate_sqa
@@ -32,7 +32,8 @@ from frugalseg.errors import InputError
 __all__ = ["ESTIMATES", "bench_quality"]
 
 ESTIMATES = ("quality", "quality_flips")
-"""The two quality estimates compared, as keys of :func:`~frugalseg.engine.sqa_train.evaluate_sqa`'s report."""
+"""The two quality estimates compared, as keys of :func:`~frugalseg.engine.sqa_train.evaluate_sqa`'s report (the
+order of :func:`~frugalseg.engine.al_report.mean_calibration`'s plain and ``flips`` means)."""
 
 
 def _network_settings(checkpoint: Path, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -126,15 +127,15 @@ def bench_quality(
                 f"{checkpoint}: Dice {report['dice_mean']:.4f}, Pearson "
                 + ", ".join(f"{estimate} {report[estimate].get('pearson', float('nan')):.3f}" for estimate in ESTIMATES)
             )
+    means = mean_calibration(networks)
     summary = {}
-    for estimate in ESTIMATES:
-        pearson = [n[estimate].get("pearson") for n in networks]
-        defined = [float(r) for r in pearson if r is not None and np.isfinite(r)]
+    for estimate, mean in zip(ESTIMATES, (means, means["flips"]), strict=True):
+        pearson = [float(r) for n in networks if (r := n[estimate].get("pearson")) is not None and np.isfinite(r)]
         summary[estimate] = {
-            "pearson_mean": mean_defined(pearson),
-            "pearson_min": min(defined) if defined else None,
-            "spearman_mean": mean_defined([n[estimate].get("spearman") for n in networks]),
-            "mae_mean": mean_defined([n[estimate].get("mae") for n in networks]),
+            "pearson_mean": mean["pearson"],
+            "pearson_min": min(pearson) if pearson else None,
+            "spearman_mean": mean["spearman"],
+            "mae_mean": mean["mae"],
         }
     result = {"on": on, "networks": networks, "summary": summary, "seconds": time.perf_counter() - started}
     atomic_write_json(json_path, result)
