@@ -326,6 +326,46 @@ def test_finetune_reduces_the_loss_and_reloads_on_top_of_the_base(tmp_path: Path
         load_finetuned(tmp_path / "run", base=segmenter)
 
 
+def test_finetune_with_encoder_stages_trains_only_the_last_stages_and_changes_the_identity(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
+    base_sha = segmenter.weights_sha256
+    before = {name: value.clone() for name, value in segmenter.model.image_encoder.state_dict().items()}
+    config = FinetuneConfig(steps=3, lr=2e-3, images_per_step=1, encoder_stages=1, log_every=3, seed=0)
+    result = finetune_decoder(segmenter, tiny_cases(), tmp_path / "run", config=config)
+    after = segmenter.model.image_encoder.state_dict()
+    changed = {
+        name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("layers") else "")
+        for name in before
+        if not torch.equal(before[name], after[name])
+    }
+    assert changed == {"layers.3", "neck"}  # the last stage and the neck; stages 0-2 and the stem stay put
+    assert all(p.requires_grad for p in segmenter.model.image_encoder.parameters())  # flags as they were
+    assert segmenter.weights_sha256 != base_sha  # its embeddings differ from the base's: new cache keys
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["base_weights_sha256"] == base_sha and result.final_loss < result.initial_loss
+    torch.manual_seed(1)
+    base = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
+    assert base.weights_sha256 == base_sha
+    loaded = load_finetuned(tmp_path / "run", base=base)
+    assert loaded.weights_sha256 == segmenter.weights_sha256
+    for name, value in after.items():
+        torch.testing.assert_close(loaded.model.image_encoder.state_dict()[name], value)
+    assert torch.equal(base.model.image_encoder.neck[0].weight, before["neck.0.weight"])  # the base is not touched
+    with pytest.raises(InputError, match="encoder_stages"):
+        FinetuneConfig(encoder_stages=5)
+
+
+def test_tiny_vit_early_then_late_features_equal_the_forward_pass() -> None:
+    torch.manual_seed(0)
+    encoder = TinyViT().eval()
+    x = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        whole = encoder(x)
+        for stage in (2,):
+            torch.testing.assert_close(encoder.late_features(encoder.early_features(x, stage), stage), whole)
+
+
 def shrinking_decoder(inset: float):
     """A stand-in for ``LiteMedSAM.decode`` that fills each box moved in by ``inset`` model pixels per side."""
 

@@ -24,6 +24,14 @@ ZoomOption = Annotated[
     ),
 ]
 
+EncoderStagesOption = Annotated[
+    int,
+    typer.Option(
+        help="Also train the last N of the image encoder's 4 stages and its neck (2 on HC18: see the README; "
+        "several times slower); 0: frozen encoder."
+    ),
+]
+
 
 def _segmenter(decoder: Path | None) -> Any:
     from frugalseg.foundation import LiteMedSAMSegmenter
@@ -108,10 +116,12 @@ def finetune_sam(
     prompt_encoder: Annotated[bool, typer.Option(help="Also train the prompt encoder.")] = False,
     calibrate_margin: CalibrateMarginOption = False,
     zoom: ZoomOption = 0.0,
+    encoder_stages: EncoderStagesOption = 0,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:
-    """Adapt LiteMedSAM's mask decoder to a domain with k fully labelled images (the encoder stays frozen)."""
+    """Adapt LiteMedSAM's mask decoder (optionally its prompt encoder and last encoder stages) to a domain with k
+    fully labelled images."""
     import numpy as np
 
     from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, finetune_decoder
@@ -126,6 +136,7 @@ def finetune_sam(
         train_prompt_encoder=prompt_encoder,
         box_margins=MARGIN_CANDIDATES if calibrate_margin else (),
         zoom=zoom,
+        encoder_stages=encoder_stages,
         ivus=_is_ivus(dataset),
         seed=seed,
     )
@@ -148,6 +159,7 @@ def bench_foundation(
     finetune_k: Annotated[int, typer.Option(help="Also fine-tune the decoder on k training images (0: skip).")] = 0,
     calibrate_margin: CalibrateMarginOption = False,
     zoom: ZoomOption = 0.0,
+    encoder_stages: EncoderStagesOption = 0,
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -163,6 +175,7 @@ def bench_foundation(
         finetune_k=finetune_k,
         calibrate_margin=calibrate_margin,
         zoom=zoom,
+        encoder_stages=encoder_stages,
         student=student,
         seed=seed,
         log=console.log,

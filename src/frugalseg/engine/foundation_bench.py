@@ -262,6 +262,7 @@ def bench_foundation(
     finetune_config: FinetuneConfig | None = None,
     calibrate_margin: bool = False,
     zoom: float = 0.0,
+    encoder_stages: int = 0,
     student: bool = False,
     student_config: TrainConfig | None = None,
     log: Callable[[str], Any] = print,
@@ -283,6 +284,7 @@ def bench_foundation(
         calibrate_margin: the default fine-tuning first calibrates the box margin (:data:`MARGIN_CANDIDATES`).
         zoom: the default fine-tuning learns from box-centred crops of this context, and the fine-tuned
             decoder is scored on them (:mod:`frugalseg.foundation.zoom`; 0: whole images).
+        encoder_stages: the default fine-tuning also trains the last this many image-encoder stages.
         student: train the pseudo-mask student and the fully supervised reference (slow).
         student_config: their training settings (default ``TrainConfig(seed=seed)``, 3 epochs when quick).
         log: progress lines.
@@ -309,7 +311,9 @@ def bench_foundation(
         finetuned: dict[str, Any] | None = None
         if finetune_k > 0:
             margins = MARGIN_CANDIDATES if calibrate_margin else ()
-            tuning = finetune_config or FinetuneConfig(seed=seed, ivus=ivus, box_margins=margins, zoom=zoom)
+            tuning = finetune_config or FinetuneConfig(
+                seed=seed, ivus=ivus, box_margins=margins, zoom=zoom, encoder_stages=encoder_stages
+            )
             finetuned = _finetuned(
                 segmenter, dataset, train_cases, test_cases, cache, stem, finetune_k, ivus, seed, tuning, log
             )
@@ -398,6 +402,7 @@ def _finetuned(
         "run_dir": str(result.run_dir),
         "box_margin": result.box_margin,
         "zoom": tuned.zoom,
+        "encoder_stages": config.encoder_stages,
         "initial_loss": result.initial_loss,
         "final_loss": result.final_loss,
         "train_seconds": result.seconds,

@@ -2,9 +2,10 @@
 :func:`~frugalseg.foundation.finetune.finetune_decoder`.
 
 ``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "mask_decoder": state_dict,
-"prompt_encoder": state_dict (only when trained)}``. :func:`load_finetuned` puts it on top of the base weights,
-after checking they are the weights it was trained from. The image encoder is unchanged, so cached embeddings
-stay valid.
+"prompt_encoder", "image_encoder": state_dicts (only when trained)}``. :func:`load_finetuned` puts it on top of
+the base weights, after checking they are the weights it was trained from. Without an ``image_encoder`` entry the
+encoder is the base's, so cached embeddings stay valid; with one, the segmenter identifies itself by the trained
+encoder's fingerprint, so they are not reused.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ FORMAT = "frugalseg-litemedsam-decoder"
 DECODER_FILE = "decoder.pt"
 
 
-def save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, *, with_prompt_encoder: bool) -> None:
-    """Write ``run_dir/decoder.pt``: the decoder (and prompt encoder) weights, the base's identity, the box margin."""
+def save_decoder(
+    segmenter: LiteMedSAMSegmenter, run_dir: Path, *, with_prompt_encoder: bool, with_image_encoder: bool
+) -> None:
+    """Write ``run_dir/decoder.pt``: the decoder (and prompt or image encoder) weights, the base's identity (the
+    segmenter's ``weights_sha256``), the box margin and zoom."""
     model = segmenter.model
     bundle: dict[str, Any] = {
         "format": FORMAT,
@@ -38,8 +42,9 @@ def save_decoder(segmenter: LiteMedSAMSegmenter, run_dir: Path, *, with_prompt_e
         "zoom": float(segmenter.zoom),
         "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
     }
-    if with_prompt_encoder:
-        bundle["prompt_encoder"] = {k: v.detach().cpu().clone() for k, v in model.prompt_encoder.state_dict().items()}
+    for name, included in (("prompt_encoder", with_prompt_encoder), ("image_encoder", with_image_encoder)):
+        if included:
+            bundle[name] = {k: v.detach().cpu().clone() for k, v in getattr(model, name).state_dict().items()}
     atomic_torch_save(run_dir / DECODER_FILE, bundle)
 
 
@@ -78,8 +83,7 @@ def load_finetuned(
         )
     model = copy.deepcopy(base.model).cpu()
     parts: list[tuple[str, torch.nn.Module]] = [("mask_decoder", model.mask_decoder)]
-    if "prompt_encoder" in bundle:
-        parts.append(("prompt_encoder", model.prompt_encoder))
+    parts += [(name, getattr(model, name)) for name in ("prompt_encoder", "image_encoder") if name in bundle]
     for name, module in parts:
         try:
             module.load_state_dict(bundle[name], strict=True)
@@ -88,7 +92,7 @@ def load_finetuned(
             raise InputError(
                 f"{run_dir / DECODER_FILE}: {name} does not match LiteMedSAM ({detail[0] if detail else error})"
             ) from error
-    return LiteMedSAMSegmenter(
+    segmenter = LiteMedSAMSegmenter(
         model,
         weights_sha256=base.weights_sha256,
         device=device,
@@ -96,3 +100,6 @@ def load_finetuned(
         box_margin=float(bundle.get("box_margin", base.box_margin)),
         zoom=float(bundle.get("zoom", 0.0)),
     )
+    if "image_encoder" in bundle:
+        segmenter.identify_by_encoder()
+    return segmenter

@@ -1,13 +1,18 @@
-"""Adapt LiteMedSAM to a domain: fine-tune its mask decoder (optionally its prompt encoder) on k labelled images.
+"""Adapt LiteMedSAM to a domain: fine-tune its mask decoder (optionally its prompt encoder and the last stages of
+its image encoder) on k labelled images.
 
-The image encoder is frozen, so each image is encoded once (through an optional
-:class:`~frugalseg.foundation.EmbeddingCache`) and every step only runs the decoder. Each step draws
-``images_per_step`` images; every object of an image (an 8-connected component of a class, see
-:func:`~frugalseg.foundation.finetune_targets.object_targets`) is prompted with its ground-truth box jittered
-by up to ``box_jitter`` of its size (:func:`~frugalseg.foundation.prompting.jitter_boxes`). The loss
+With the image encoder frozen (the default) each image is encoded once (through an optional
+:class:`~frugalseg.foundation.EmbeddingCache`) and every step only runs the decoder. With
+``FinetuneConfig.encoder_stages`` the last stages of the encoder and its neck learn too: the activations entering
+them are computed once per image, and every step runs those stages forward and back (several times slower).
+
+Each step draws ``images_per_step`` images (:mod:`frugalseg.foundation.finetune_items`); every object of an
+image (an 8-connected component of a class, see :func:`~frugalseg.foundation.finetune_targets.object_targets`) is
+prompted with its ground-truth box jittered by up to ``box_jitter`` of its size
+(:func:`~frugalseg.foundation.prompting.jitter_boxes`). The loss
 (:func:`~frugalseg.foundation.finetune_targets.dice_bce_loss`) compares the decoder's low-resolution logits,
-cropped to the image inside the 256x256 frame, with the object's mask resized
-to that frame. AdamW with a constant learning rate after a short warm-up.
+cropped to the image inside the 256x256 frame, with the object's mask resized to that frame. AdamW with a
+constant learning rate after a short warm-up.
 
 With ``FinetuneConfig.box_margins`` the box margin is calibrated first (:func:`calibrate_box_margin`): how far
 a box prompt is widened moves the outline (on HC18, whose ellipses trace the skull's outer edge, wider boxes
@@ -18,11 +23,14 @@ With ``FinetuneConfig.zoom`` the decoder learns from box-centred crops (:mod:`fr
 object once around its exact box and ``zoom_views`` times around jittered copies, so it outlines objects on
 the finer grid a crop gives; predict with :func:`~frugalseg.foundation.zoom.segment_zoomed` at the same context.
 
+A segmenter whose encoder was trained takes the fingerprint of its new encoder as its ``weights_sha256``, so its
+embeddings never mix with the base model's in a cache.
+
 Run directory::
 
     run_dir/config.json    the FinetuneConfig (frozen, with schema version)
     run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "mask_decoder":
-                            state_dict, "prompt_encoder": state_dict (only when trained)}
+                            state_dict, "prompt_encoder", "image_encoder": state_dicts (only when trained)}
     run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), the Dice of each
                            candidate margin, seconds, case ids
     run_dir/log.jsonl      training loss every ``log_every`` steps
@@ -41,19 +49,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from frugalseg.atomic import append_jsonl, atomic_write_json
 from frugalseg.data.case import Case
 from frugalseg.errors import InputError
 from frugalseg.foundation.cache import CachedSegmenter, EmbeddingCache
 from frugalseg.foundation.decoder_file import DECODER_FILE, save_decoder
-from frugalseg.foundation.finetune_targets import dice_bce_loss, mask_to_model_frame, object_targets
-from frugalseg.foundation.litemedsam import IMAGE_SIZE, LiteMedSAMSegmenter
-from frugalseg.foundation.preprocess import boxes_to_model_frame
+from frugalseg.foundation.finetune_items import (
+    TrainingItem,
+    early_encoder,
+    item_logits,
+    item_loss,
+    training_items,
+    zoomed_cases,
+)
+from frugalseg.foundation.litemedsam import LiteMedSAMSegmenter
 from frugalseg.foundation.prompting import jitter_boxes
-from frugalseg.foundation.prompts import Embedding
-from frugalseg.foundation.zoom import zoom_crops
 from frugalseg.optim import optimiser_step
 from frugalseg.weights import sha256_file
 
@@ -66,6 +77,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+ENCODER_STAGES = 4
+"""Stages of LiteMedSAM's TinyViT image encoder (``FinetuneConfig.encoder_stages`` trains the last few)."""
 MARGIN_CANDIDATES = (0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0)
 """The box margins (model pixels) ``--calibrate-margin`` scores."""
 
@@ -84,6 +97,8 @@ class FinetuneConfig:
             scored before training (e.g. :data:`MARGIN_CANDIDATES`); the best becomes the segmenter's. Empty (the
             default): keep the segmenter's margin.
         train_prompt_encoder: also train the prompt encoder (its Fourier matrix is a buffer and stays fixed).
+        encoder_stages: also train the last this many of the image encoder's 4 stages and its neck (0: frozen
+            encoder); its batch norms keep their running statistics.
         zoom: train on box-centred crops of this context (window side over the box's longest side, see
             :mod:`frugalseg.foundation.zoom`) instead of whole images; 0 (the default): whole images. The
             decoder file records it and predictions with that decoder should go through
@@ -103,6 +118,7 @@ class FinetuneConfig:
     box_jitter: float = 0.1
     box_margins: tuple[float, ...] = ()
     train_prompt_encoder: bool = False
+    encoder_stages: int = 0
     zoom: float = 0.0
     zoom_views: int = 3
     ivus: bool = False
@@ -121,6 +137,7 @@ class FinetuneConfig:
             "box_margins": all(np.isfinite(m) and m >= 0 for m in self.box_margins),
             "zoom": self.zoom == 0 or self.zoom >= 1,
             "zoom_views": self.zoom_views >= 0,
+            "encoder_stages": 0 <= self.encoder_stages <= ENCODER_STAGES,
             "min_pixels": self.min_pixels >= 1,
             "log_every": self.log_every >= 1,
         }
@@ -144,81 +161,12 @@ class FinetuneResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class _Item:
-    """One training image: its embedding, object boxes (original pixels) and targets in the model frame."""
-
-    embedding: Embedding
-    boxes: np.ndarray
-    targets: torch.Tensor
-
-
-def _items(cases: Sequence[Case], encode: Callable[[np.ndarray], Embedding], config: FinetuneConfig) -> list[_Item]:
-    items = []
-    for case in cases:
-        objects = object_targets(_label(case), ivus=config.ivus, min_pixels=config.min_pixels)
-        if not objects:
-            continue
-        embedding = encode(case.image)
-        boxes = [_mask_box(mask) for _, mask in objects]
-        targets = torch.stack([mask_to_model_frame(mask, embedding.resized_size) for _, mask in objects])
-        items.append(_Item(embedding, np.asarray(boxes, dtype=np.float64), targets))
-    if not items:
-        raise InputError(f"none of the {len(cases)} cases has an object of at least {config.min_pixels} pixels")
-    return items
-
-
-def _label(case: Case) -> np.ndarray:
-    if case.label is None:
-        raise InputError(f"case {case.case_id} has no label map; fine-tuning needs fully labelled images")
-    return case.label
-
-
-def _zoomed(cases: Sequence[Case], config: FinetuneConfig) -> list[Case]:
-    """The training crops of ``cases`` around their objects' boxes (:func:`~frugalseg.foundation.zoom.zoom_crops`)."""
-    crops: list[Case] = []
-    for index, case in enumerate(cases):
-        objects = object_targets(_label(case), ivus=config.ivus, min_pixels=config.min_pixels)
-        boxes = np.array([_mask_box(mask) for _, mask in objects], dtype=np.float64).reshape(-1, 4)
-        rng = np.random.default_rng([config.seed, index])
-        crops += zoom_crops(
-            case, boxes, context=config.zoom, views=config.zoom_views, jitter=config.box_jitter, rng=rng
-        )
-    return crops
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """The tight ``(xmin, ymin, xmax, ymax)`` box (max exclusive) of a non-empty mask."""
-    rows, cols = np.nonzero(mask)
-    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
-
-
-def _item_logits(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
-    """Logits of one image's objects prompted with ``boxes`` (original pixels), at the targets' ``(N, h, w)``."""
-    device = segmenter.device
-    original = item.embedding.original_size
-    frame_boxes = boxes_to_model_frame(boxes, original, image_size=IMAGE_SIZE, margin=segmenter.box_margin)
-    low_res, _ = segmenter.model.decode(item.embedding.features.to(device), boxes=frame_boxes.to(device))
-    h, w = item.targets.shape[1:]
-    scale = low_res.shape[-1] / IMAGE_SIZE
-    crop_h, crop_w = max(1, round(h * scale)), max(1, round(w * scale))
-    logits = low_res[:, 0, :crop_h, :crop_w]
-    if (crop_h, crop_w) != (h, w):
-        logits = F.interpolate(logits[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    return logits
-
-
-def _item_loss(segmenter: LiteMedSAMSegmenter, item: _Item, boxes: np.ndarray) -> torch.Tensor:
-    """Mean loss of one image's objects prompted with ``boxes`` (original pixels)."""
-    return dice_bce_loss(_item_logits(segmenter, item, boxes), item.targets.to(segmenter.device))
-
-
-def _mean_dice(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item]) -> float:
+def _mean_dice(segmenter: LiteMedSAMSegmenter, items: Sequence[TrainingItem]) -> float:
     """Mean hard Dice of every object of ``items`` prompted with its exact box, in the model frame."""
     scores = []
     with torch.no_grad():
         for item in items:
-            masks = (_item_logits(segmenter, item, item.boxes) > 0).flatten(1).float()
+            masks = (item_logits(segmenter, item, item.boxes) > 0).flatten(1).float()
             targets = item.targets.to(masks.device).flatten(1)
             overlap = 2 * (masks * targets).sum(1)
             scores.extend((overlap / (masks.sum(1) + targets.sum(1)).clamp(min=1)).tolist())
@@ -242,10 +190,13 @@ def calibrate_box_margin(
         InputError: a case without a label map, or no usable object.
     """
     encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
-    return _calibrate(segmenter, _items(cases, encode, FinetuneConfig(ivus=ivus)), margins)
+    config = FinetuneConfig(ivus=ivus)
+    return _calibrate(segmenter, training_items(cases, encode, ivus=ivus, min_pixels=config.min_pixels), margins)
 
 
-def _calibrate(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item], margins: Sequence[float]) -> dict[float, float]:
+def _calibrate(
+    segmenter: LiteMedSAMSegmenter, items: Sequence[TrainingItem], margins: Sequence[float]
+) -> dict[float, float]:
     original = segmenter.box_margin
     scores: dict[float, float] = {}
     try:
@@ -259,9 +210,9 @@ def _calibrate(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item], margins: 
     return scores
 
 
-def _evaluation_loss(segmenter: LiteMedSAMSegmenter, items: Sequence[_Item]) -> float:
+def _evaluation_loss(segmenter: LiteMedSAMSegmenter, items: Sequence[TrainingItem]) -> float:
     with torch.no_grad():
-        return float(np.mean([float(_item_loss(segmenter, item, item.boxes)) for item in items]))
+        return float(np.mean([float(item_loss(segmenter, item, item.boxes)) for item in items]))
 
 
 def _trainable(segmenter: LiteMedSAMSegmenter, config: FinetuneConfig) -> list[torch.nn.Parameter]:
@@ -272,6 +223,9 @@ def _trainable(segmenter: LiteMedSAMSegmenter, config: FinetuneConfig) -> list[t
     modules: list[torch.nn.Module] = [model.mask_decoder]
     if config.train_prompt_encoder:
         modules.append(model.prompt_encoder)
+    if config.encoder_stages:
+        encoder = model.image_encoder
+        modules += [*encoder.layers[ENCODER_STAGES - config.encoder_stages :], encoder.neck]
     parameters = [p for module in modules for p in module.parameters()]
     for parameter in parameters:
         parameter.requires_grad_(True)
@@ -290,7 +244,8 @@ def finetune_decoder(
     """Fine-tune ``segmenter``'s mask decoder in place on fully labelled ``cases`` and save it to ``run_dir``.
 
     Args:
-        segmenter: the LiteMedSAM to adapt (its decoder weights change; the image encoder does not).
+        segmenter: the LiteMedSAM to adapt (its decoder weights change, and with ``config.encoder_stages`` the
+            last encoder stages, after which it identifies itself by its encoder's fingerprint).
         cases: the k labelled images.
         run_dir: output folder (see the module docstring).
         config: the run's settings.
@@ -302,8 +257,23 @@ def finetune_decoder(
     """
     run_dir = Path(run_dir)
     started = time.perf_counter()
-    encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
-    items = _items(_zoomed(cases, config) if config.zoom else cases, encode, config)
+    entry_stage = ENCODER_STAGES - config.encoder_stages if config.encoder_stages else None
+    if entry_stage is not None:
+        encode = early_encoder(segmenter, entry_stage)
+    else:
+        encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
+    shown = cases
+    if config.zoom:
+        shown = zoomed_cases(
+            cases,
+            context=config.zoom,
+            views=config.zoom_views,
+            jitter=config.box_jitter,
+            ivus=config.ivus,
+            min_pixels=config.min_pixels,
+            seed=config.seed,
+        )
+    items = training_items(shown, encode, ivus=config.ivus, min_pixels=config.min_pixels, entry_stage=entry_stage)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     (run_dir / "log.jsonl").unlink(missing_ok=True)
     margin_dice = _calibrate(segmenter, items, config.box_margins)
@@ -327,7 +297,7 @@ def finetune_decoder(
                 boxes = item.boxes
                 if config.box_jitter > 0:
                     boxes = jitter_boxes(boxes, item.embedding.original_size, fraction=config.box_jitter, rng=rng)
-                losses.append(_item_loss(segmenter, item, boxes))
+                losses.append(item_loss(segmenter, item, boxes))
             loss = torch.stack(losses).mean()
             recent.append(optimiser_step(loss, optimizer, scheduler, what="fine-tuning", step=step))
             if step % config.log_every == 0 or step == config.steps:
@@ -343,7 +313,15 @@ def finetune_decoder(
             parameter.requires_grad_(flag)
     final = _evaluation_loss(segmenter, items)
     segmenter.zoom = config.zoom
-    save_decoder(segmenter, run_dir, with_prompt_encoder=config.train_prompt_encoder)
+    save_decoder(
+        segmenter,
+        run_dir,
+        with_prompt_encoder=config.train_prompt_encoder,
+        with_image_encoder=config.encoder_stages > 0,
+    )
+    base_weights = segmenter.weights_sha256
+    if config.encoder_stages:
+        segmenter.identify_by_encoder()
     seconds = time.perf_counter() - started
     atomic_write_json(
         run_dir / "metrics.json",
@@ -358,7 +336,7 @@ def finetune_decoder(
             "num_images": len(items),
             "num_objects": int(sum(len(item.boxes) for item in items)),
             "case_ids": [case.case_id for case in cases],
-            "base_weights_sha256": segmenter.weights_sha256,
+            "base_weights_sha256": base_weights,
             "decoder_sha256": sha256_file(run_dir / DECODER_FILE),
         },
     )

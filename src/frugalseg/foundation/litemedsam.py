@@ -193,6 +193,11 @@ class LiteMedSAMSegmenter:
     def weights_sha256(self) -> str:
         return self._weights_sha256
 
+    def identify_by_encoder(self) -> None:
+        """Take the fingerprint of the image encoder's parameters as ``weights_sha256`` (after they were trained,
+        so that embedding caches tell this encoder's embeddings from the checkpoint's)."""
+        self._weights_sha256 = _fingerprint(self.model.image_encoder)
+
     def encode(self, image: np.ndarray) -> Embedding:
         """Embed one image (``(H, W)`` grey or ``(H, W, 3/4)`` colour, any numeric dtype).
 

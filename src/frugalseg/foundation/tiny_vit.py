@@ -339,9 +339,19 @@ class TinyViT(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.late_features(self.early_features(x, 0), 0)
+
+    def early_features(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """The activations entering stage ``stages``: the patch embedding and the first ``stages`` stages."""
         # channels-last makes the full-resolution depthwise convolutions of stage 0 several times faster
         x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
-        for stage in self.layers:
+        for stage in self.layers[:stages]:
+            x = stage(x)
+        return x
+
+    def late_features(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """The embedding from :meth:`early_features` ``(x, stages)``: the remaining stages and the neck."""
+        for stage in self.layers[stages:]:
             x = stage(x)
         return self.neck(x)
 
