@@ -41,6 +41,7 @@ Run directory::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,6 @@ from frugalseg.foundation.cache import CachedSegmenter, EmbeddingCache
 from frugalseg.foundation.decoder_file import DECODER_FILE, save_decoder
 from frugalseg.foundation.finetune_items import (
     TrainingItem,
-    early_encoder,
     item_logits,
     item_loss,
     training_items,
@@ -145,6 +145,11 @@ class FinetuneConfig:
             if not ok:
                 raise InputError(f"invalid fine-tuning setting {name}={getattr(self, name)!r}")
 
+    @property
+    def entry_stage(self) -> int | None:
+        """The first trained image-encoder stage (``None``: a frozen encoder)."""
+        return ENCODER_STAGES - self.encoder_stages if self.encoder_stages else None
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -190,8 +195,8 @@ def calibrate_box_margin(
         InputError: a case without a label map, or no usable object.
     """
     encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
-    config = FinetuneConfig(ivus=ivus)
-    return _calibrate(segmenter, training_items(cases, encode, ivus=ivus, min_pixels=config.min_pixels), margins)
+    items = training_items(cases, encode, ivus=ivus, min_pixels=FinetuneConfig.min_pixels)
+    return _calibrate(segmenter, items, margins)
 
 
 def _calibrate(
@@ -223,9 +228,9 @@ def _trainable(segmenter: LiteMedSAMSegmenter, config: FinetuneConfig) -> list[t
     modules: list[torch.nn.Module] = [model.mask_decoder]
     if config.train_prompt_encoder:
         modules.append(model.prompt_encoder)
-    if config.encoder_stages:
+    if config.entry_stage is not None:
         encoder = model.image_encoder
-        modules += [*encoder.layers[ENCODER_STAGES - config.encoder_stages :], encoder.neck]
+        modules += [*encoder.layers[config.entry_stage :], encoder.neck]
     parameters = [p for module in modules for p in module.parameters()]
     for parameter in parameters:
         parameter.requires_grad_(True)
@@ -257,9 +262,8 @@ def finetune_decoder(
     """
     run_dir = Path(run_dir)
     started = time.perf_counter()
-    entry_stage = ENCODER_STAGES - config.encoder_stages if config.encoder_stages else None
-    if entry_stage is not None:
-        encode = early_encoder(segmenter, entry_stage)
+    if config.entry_stage is not None:
+        encode = functools.partial(segmenter.encode_to_stage, stage=config.entry_stage)
     else:
         encode = CachedSegmenter(segmenter, cache).encode if cache is not None else segmenter.encode
     shown = cases
@@ -273,7 +277,9 @@ def finetune_decoder(
             min_pixels=config.min_pixels,
             seed=config.seed,
         )
-    items = training_items(shown, encode, ivus=config.ivus, min_pixels=config.min_pixels, entry_stage=entry_stage)
+    items = training_items(
+        shown, encode, ivus=config.ivus, min_pixels=config.min_pixels, entry_stage=config.entry_stage
+    )
     atomic_write_json(run_dir / "config.json", config.to_dict())
     (run_dir / "log.jsonl").unlink(missing_ok=True)
     margin_dice = _calibrate(segmenter, items, config.box_margins)

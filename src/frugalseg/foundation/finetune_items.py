@@ -14,11 +14,11 @@ from frugalseg.data.case import Case
 from frugalseg.errors import InputError
 from frugalseg.foundation.finetune_targets import dice_bce_loss, mask_to_model_frame, object_targets
 from frugalseg.foundation.litemedsam import IMAGE_SIZE, LiteMedSAMSegmenter
-from frugalseg.foundation.preprocess import boxes_to_model_frame, image_to_model_input
+from frugalseg.foundation.preprocess import boxes_to_model_frame
 from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.zoom import zoom_crops
 
-__all__ = ["TrainingItem", "early_encoder", "item_logits", "item_loss", "mask_box", "training_items", "zoomed_cases"]
+__all__ = ["TrainingItem", "item_logits", "item_loss", "mask_box", "training_items", "zoomed_cases"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class TrainingItem:
     """One training image: its embedding, object boxes (original pixels) and targets in the model frame.
 
     With ``entry_stage`` set, ``embedding.features`` holds the image encoder's activations entering that stage
-    (:meth:`~frugalseg.foundation.tiny_vit.TinyViT.early_features`, see :func:`early_encoder`) instead of the
+    (:meth:`~frugalseg.foundation.litemedsam.LiteMedSAMSegmenter.encode_to_stage`) instead of the
     embedding, and the later stages run at every use.
 
     Shape:
@@ -84,20 +84,6 @@ def zoomed_cases(
         rng = np.random.default_rng([seed, index])
         crops += zoom_crops(case, boxes, context=context, views=views, jitter=jitter, rng=rng)
     return crops
-
-
-def early_encoder(segmenter: LiteMedSAMSegmenter, stage: int) -> Callable[[np.ndarray], Embedding]:
-    """Encodes an image to the activations entering image-encoder stage ``stage`` (a :class:`TrainingItem`'s
-    features when the later stages are trained)."""
-
-    def encode(image: np.ndarray) -> Embedding:
-        x, resized = image_to_model_input(image, image_size=IMAGE_SIZE)
-        with torch.no_grad():
-            features = segmenter.model.image_encoder.early_features(x.to(segmenter.device), stage)
-        original = (int(np.shape(image)[0]), int(np.shape(image)[1]))
-        return Embedding(features=features, original_size=original, resized_size=resized, model_id=segmenter.model_id)
-
-    return encode
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -10,7 +10,7 @@ Weights come only from the local cache (``frugalseg weights fetch litemedsam``),
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -204,9 +204,21 @@ class LiteMedSAMSegmenter:
         Raises:
             InputError: the image has an unsupported shape or dtype, or non-finite values.
         """
+        return self._embed(image, self.model.encode_image)
+
+    def encode_to_stage(self, image: np.ndarray, stage: int) -> Embedding:
+        """The image encoder's activations entering stage ``stage`` (as an embedding's ``features``), for
+        fine-tuning the later stages (:meth:`~frugalseg.foundation.tiny_vit.TinyViT.early_features`).
+
+        Raises:
+            InputError: as :meth:`encode`.
+        """
+        return self._embed(image, lambda x: self.model.image_encoder.early_features(x, stage))
+
+    def _embed(self, image: np.ndarray, run: Callable[[torch.Tensor], torch.Tensor]) -> Embedding:
         x, resized = image_to_model_input(image, image_size=IMAGE_SIZE)
         with torch.no_grad():
-            features = self.model.encode_image(x.to(self.device))
+            features = run(x.to(self.device))
         original = (int(np.shape(image)[0]), int(np.shape(image)[1]))
         return Embedding(features=features, original_size=original, resized_size=resized, model_id=MODEL_ID)
 
