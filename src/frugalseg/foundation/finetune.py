@@ -65,6 +65,7 @@ from frugalseg.foundation.finetune_items import (
 )
 from frugalseg.foundation.litemedsam import LiteMedSAMSegmenter
 from frugalseg.foundation.prompting import jitter_boxes
+from frugalseg.foundation.prompts import Embedding
 from frugalseg.optim import optimiser_step
 from frugalseg.weights import sha256_file
 
@@ -262,6 +263,7 @@ def finetune_decoder(
     """
     run_dir = Path(run_dir)
     started = time.perf_counter()
+    encode: Callable[[np.ndarray], Embedding]
     if config.entry_stage is not None:
         encode = functools.partial(segmenter.encode_to_stage, stage=config.entry_stage)
     else:
