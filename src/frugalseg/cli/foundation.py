@@ -161,12 +161,17 @@ def bench_foundation(
     zoom: ZoomOption = 0.0,
     encoder_stages: EncoderStagesOption = 0,
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
+    box_fit: Annotated[
+        bool, typer.Option(help="Widen box sides the zero-shot mask does not reach (frugalseg.foundation.box_fit).")
+    ] = True,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:
     """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""
     from frugalseg.engine.foundation_bench import bench_foundation as run
 
+    segmenter = _segmenter(None)
+    segmenter.fit_boxes = box_fit
     report = run(
         read_data(data, data_format),
         json_path,
@@ -178,6 +183,7 @@ def bench_foundation(
         encoder_stages=encoder_stages,
         student=student,
         seed=seed,
+        segmenter=segmenter,
         log=console.log,
     )
     rows = [f"{name}: Dice {values['dice']:.4f}" for name, values in report["zero_shot"].items() if values]

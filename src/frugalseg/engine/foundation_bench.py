@@ -347,6 +347,7 @@ def bench_foundation(
         "dataset": {"root": dataset.root, "format": dataset.source_format, "classes": dataset.class_names},
         "model_id": segmenter.model_id,
         "weights_sha256": segmenter.weights_sha256,
+        "fit_boxes": getattr(segmenter, "fit_boxes", None),
         "num_test": len(test_cases),
         "num_pseudo": len(train_cases),
         "ivus": ivus,

@@ -1,7 +1,8 @@
 """The file of a fine-tuned LiteMedSAM decoder: ``run_dir/decoder.pt``, written by
 :func:`~frugalseg.foundation.finetune.finetune_decoder`.
 
-``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "mask_decoder": state_dict,
+``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "fit_boxes",
+"mask_decoder": state_dict,
 "prompt_encoder", "image_encoder": state_dicts (only when trained)}``. :func:`load_finetuned` puts it on top of
 the base weights, after checking they are the weights it was trained from. Without an ``image_encoder`` entry the
 encoder is the base's, so cached embeddings stay valid; with one, the segmenter identifies itself by the trained
@@ -31,7 +32,7 @@ def save_decoder(
     segmenter: LiteMedSAMSegmenter, run_dir: Path, *, with_prompt_encoder: bool, with_image_encoder: bool
 ) -> None:
     """Write ``run_dir/decoder.pt``: the decoder (and prompt or image encoder) weights, the base's identity (the
-    segmenter's ``weights_sha256``), the box margin and zoom."""
+    segmenter's ``weights_sha256``), the box margin, zoom and box fitting."""
     model = segmenter.model
     bundle: dict[str, Any] = {
         "format": FORMAT,
@@ -40,6 +41,7 @@ def save_decoder(
         "base_weights_sha256": segmenter.weights_sha256,
         "box_margin": float(segmenter.box_margin),
         "zoom": float(segmenter.zoom),
+        "fit_boxes": bool(segmenter.fit_boxes),
         "mask_decoder": {k: v.detach().cpu().clone() for k, v in model.mask_decoder.state_dict().items()},
     }
     for name, included in (("prompt_encoder", with_prompt_encoder), ("image_encoder", with_image_encoder)):
@@ -58,7 +60,8 @@ def load_finetuned(
     """A LiteMedSAM segmenter with the fine-tuned decoder of ``run_dir`` on top of the base weights.
 
     The segmenter widens boxes by the margin the run calibrated (the base's margin for a run saved without one)
-    and carries the zoom context it was trained at (``segmenter.zoom``, 0 for whole images).
+    and carries the zoom context it was trained at (``segmenter.zoom``, 0 for whole images); it fits boxes
+    (:mod:`~frugalseg.foundation.box_fit`) only when the file says so (never, for files from ``finetune_decoder``).
 
     Args:
         run_dir: a folder written by :func:`finetune_decoder`.
@@ -99,6 +102,7 @@ def load_finetuned(
         max_objects_per_batch=base.max_objects_per_batch,
         box_margin=float(bundle.get("box_margin", base.box_margin)),
         zoom=float(bundle.get("zoom", 0.0)),
+        fit_boxes=bool(bundle.get("fit_boxes", False)),
     )
     if "image_encoder" in bundle:
         segmenter.identify_by_encoder()

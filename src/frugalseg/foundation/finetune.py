@@ -29,7 +29,8 @@ embeddings never mix with the base model's in a cache.
 Run directory::
 
     run_dir/config.json    the FinetuneConfig (frozen, with schema version)
-    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "mask_decoder":
+    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "fit_boxes" (False),
+                            "mask_decoder":
                             state_dict, "prompt_encoder", "image_encoder": state_dicts (only when trained)}
     run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), the Dice of each
                            candidate margin, seconds, case ids
@@ -321,6 +322,7 @@ def finetune_decoder(
             parameter.requires_grad_(flag)
     final = _evaluation_loss(segmenter, items)
     segmenter.zoom = config.zoom
+    segmenter.fit_boxes = False  # the decoder learned how far a box's mask reaches
     save_decoder(
         segmenter,
         run_dir,

@@ -18,10 +18,12 @@ import torch
 from torch import nn
 
 from frugalseg.errors import InputError
+from frugalseg.foundation.box_fit import fit_boxes
 from frugalseg.foundation.preprocess import (
     BOX_MARGIN,
     boxes_to_model_frame,
     image_to_model_input,
+    last_pixel,
     logits_to_original,
     points_to_model_frame,
 )
@@ -136,6 +138,8 @@ class LiteMedSAMSegmenter:
         box_margin: model-frame pixels each box side is widened by (see :data:`.preprocess.BOX_MARGIN`).
         zoom: the box-centred crop context its decoder was fine-tuned at (:mod:`.zoom`); 0, the default, for
             whole images. ``predict`` does not crop: callers route a zoom decoder through ``segment_zoomed``.
+        fit_boxes: widen the sides of a box-only prompt that the mask does not reach (:mod:`.box_fit`); a
+            fine-tuned decoder, which learned how far its masks reach, predicts without.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class LiteMedSAMSegmenter:
         max_objects_per_batch: int = 16,
         box_margin: float = BOX_MARGIN,
         zoom: float = 0.0,
+        fit_boxes: bool = True,
     ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
@@ -155,6 +160,7 @@ class LiteMedSAMSegmenter:
         self.max_objects_per_batch = max_objects_per_batch
         self.box_margin = box_margin
         self.zoom = zoom
+        self.fit_boxes = fit_boxes
         self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
 
     @classmethod
@@ -223,7 +229,8 @@ class LiteMedSAMSegmenter:
         return Embedding(features=features, original_size=original, resized_size=resized, model_id=MODEL_ID)
 
     def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
-        """One mask per object (``multimask_output=False``), at the original image size, on the CPU.
+        """One mask per object (``multimask_output=False``), at the original image size, on the CPU. Box-only
+        prompts are fitted (:func:`~frugalseg.foundation.box_fit.fit_boxes`) when ``fit_boxes`` is set.
 
         Raises:
             InputError: the embedding comes from another model, or a prompt leaves the image.
@@ -232,30 +239,52 @@ class LiteMedSAMSegmenter:
             raise InputError(f"embedding of model {embedding.model_id!r} given to {MODEL_ID}; encode the image again")
         prompts.check_inside(embedding.original_size)
         original = embedding.original_size
-        boxes = None
-        if prompts.boxes is not None:
-            boxes = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE, margin=self.box_margin)
+        features = embedding.features.to(self.device, torch.float32)
         points = labels = None
         if prompts.points is not None and prompts.point_labels is not None:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
             labels = torch.tensor(prompts.point_labels, dtype=torch.int64)
-        features = embedding.features.to(self.device, torch.float32)
+        if prompts.boxes is not None and points is None and self.fit_boxes:
+            low_res, iou = fit_boxes(
+                lambda boxes: self._decode(features, boxes=boxes),
+                boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE),
+                margin=self.box_margin,
+                last=last_pixel(original, image_size=IMAGE_SIZE),
+                resized=embedding.resized_size,
+                image_size=IMAGE_SIZE,
+            )
+        else:
+            boxes = None
+            if prompts.boxes is not None:
+                boxes = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE, margin=self.box_margin)
+            low_res, iou = self._decode(features, boxes=boxes, points=points, point_labels=labels)
+        logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
+        return MaskPrediction(masks=logits > 0, scores=iou, logits=logits)
+
+    def _decode(
+        self,
+        features: torch.Tensor,
+        *,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-resolution logits ``(N, 256, 256)`` and predicted IoU ``(N,)`` on the CPU, decoded
+        ``max_objects_per_batch`` objects at a time (prompts in the model frame, as :meth:`LiteMedSAM.decode`)."""
+        count = len(boxes) if boxes is not None else len(points) if points is not None else 0
         all_logits, all_scores = [], []
-        step = self.max_objects_per_batch
         with torch.no_grad():
-            for start in range(0, prompts.num_objects, step):
-                part = slice(start, start + step)
+            for start in range(0, count, self.max_objects_per_batch):
+                part = slice(start, start + self.max_objects_per_batch)
                 low_res, iou = self.model.decode(
                     features,
                     boxes=None if boxes is None else boxes[part].to(self.device),
                     points=None if points is None else points[part].to(self.device),
-                    point_labels=None if labels is None else labels[part].to(self.device),
+                    point_labels=None if point_labels is None else point_labels[part].to(self.device),
                 )
-                logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
-                all_logits.append(logits.cpu())
+                all_logits.append(low_res[:, 0].float().cpu())
                 all_scores.append(iou[:, 0].float().cpu())
-        logits = torch.cat(all_logits)
-        return MaskPrediction(masks=logits > 0, scores=torch.cat(all_scores), logits=logits)
+        return torch.cat(all_logits), torch.cat(all_scores)
 
 
 def _fingerprint(module: nn.Module) -> str:

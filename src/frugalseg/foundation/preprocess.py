@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from frugalseg.errors import InputError
+from frugalseg.foundation.box_fit import widen_boxes
 
 __all__ = [
     "BOX_MARGIN",
     "boxes_to_model_frame",
     "image_to_model_input",
+    "last_pixel",
     "logits_to_original",
     "points_to_model_frame",
     "resized_size",
@@ -105,12 +107,14 @@ def boxes_to_model_frame(
     scale = image_size / max(original_size)
     inclusive = np.asarray(boxes, dtype=np.float64) - np.array([0.0, 0.0, 1.0, 1.0])
     inclusive[:, 2:] = np.maximum(inclusive[:, 2:], inclusive[:, :2])  # a 1-pixel-wide box stays a point
-    frame = inclusive * scale
-    if margin:
-        last = (np.array(original_size[::-1], dtype=np.float64) - 1.0) * scale  # (x, y) of the last pixel
-        frame[:, :2] = np.maximum(frame[:, :2] - margin, 0.0)
-        frame[:, 2:] = np.minimum(frame[:, 2:] + margin, last)
-    return torch.from_numpy(frame).float()
+    frame = torch.from_numpy(inclusive * scale)
+    return widen_boxes(frame, margin, last_pixel(original_size, image_size=image_size)).float()
+
+
+def last_pixel(original_size: tuple[int, int], *, image_size: int = 256) -> tuple[float, float]:
+    """``(x, y)`` of an ``(H, W)`` image's last pixel in the model frame (where boxes are clipped)."""
+    scale = image_size / max(original_size)
+    return (original_size[1] - 1.0) * scale, (original_size[0] - 1.0) * scale
 
 
 def points_to_model_frame(points: np.ndarray, original_size: tuple[int, int], *, image_size: int = 256) -> torch.Tensor:
