@@ -76,6 +76,7 @@ class StubSegmenter:
         self.follow_box = follow_box
         self.score = score
         self.encoded = 0
+        self.tight_boxes: list[bool] = []  # Prompts.tight_boxes of every predict call
 
     def encode(self, image: np.ndarray) -> Embedding:
         self.encoded += 1
@@ -83,6 +84,7 @@ class StubSegmenter:
         return Embedding(features=torch.zeros(1, 1, 1, 1), original_size=size, resized_size=size, model_id="stub")
 
     def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
+        self.tight_boxes.append(prompts.tight_boxes)
         height, width = embedding.original_size
         rows, cols = np.mgrid[:height, :width]
         masks = []

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from frugalseg.data.case import Case
+from frugalseg.data.case import Box, Case
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, Prompts
 from frugalseg.foundation.box_fit import GAP_TOLERANCE, MAX_WIDENING, fit_boxes, side_gaps, widen_boxes
 from frugalseg.foundation.decoder_file import load_finetuned
 from frugalseg.foundation.finetune import FinetuneConfig, finetune_decoder
+from frugalseg.foundation.prompting import jitter_prompts, prompts_from_boxes
 from frugalseg.foundation.prompts import Embedding
 
 FRAME = 256
@@ -116,6 +117,13 @@ def test_segmenter_fits_box_only_prompts_and_leaves_clicks_alone(monkeypatch: py
     assert fitted > 0.98 and fitted > unfitted + 0.03
     with_click = Prompts(boxes=boxes.boxes, points=np.array([[[90.0, 60.0]]]), point_labels=np.array([[1]]))
     assert dice(True, with_click) == dice(False, with_click)
+    loose = Prompts(boxes=boxes.boxes, tight_boxes=False)
+    assert dice(True, loose) == dice(False, loose) == unfitted
+    jittered = jitter_prompts(loose, (128, 192), fraction=0.1, rng=np.random.default_rng(0))
+    assert (
+        not jittered.tight_boxes
+        and prompts_from_boxes([Box(xmin=1, ymin=2, xmax=9, ymax=9)], (20, 20)).prompts.tight_boxes
+    )
 
 
 def test_a_fine_tuned_decoder_predicts_without_fitting_and_reloads_so(tmp_path: Path) -> None:

@@ -236,6 +236,7 @@ def test_foundation_pseudo_masks_from_tags_and_scribbles(disc_dataset: Dataset) 
     assert torch.equal(label[0], coarse[0])  # the stub draws the box it is given, at the training size
     assert torch.equal(label[1] == 1, coarse[1] == 1)  # class 2 is tagged but unlocated: its background is unknown
     assert torch.all(label[1][coarse[1] == 0] == IGNORE)
+    assert stub.tight_boxes and not any(stub.tight_boxes)  # boxes of coarse regions are not annotations
     strokes = torch.full((2, 32, 32), IGNORE, dtype=torch.long)
     strokes[:, 10:12, 12:20] = 1
     strokes[:, 14, 14] = 0  # the expert's background stroke inside the box wins over the model

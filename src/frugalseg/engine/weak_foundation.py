@@ -59,7 +59,7 @@ def default_segmenter() -> PromptableSegmenter:
 
 
 def box_pseudo_mask(
-    case: Case, boxes: Boxes, segmenter: PromptableSegmenter, *, seed: int = 0, ivus: bool = False
+    case: Case, boxes: Boxes, segmenter: PromptableSegmenter, *, seed: int = 0, ivus: bool = False, tight: bool = True
 ) -> np.ndarray:
     """The foundation model's label map of one case from its boxes, at the image's size.
 
@@ -74,7 +74,7 @@ def box_pseudo_mask(
         InputError: the case has no box (the message names the case).
     """
     try:
-        objects = prompts_from_boxes(boxes, case.shape)
+        objects = prompts_from_boxes(boxes, case.shape, tight=tight)
     except InputError as error:
         raise InputError(f"case {case.case_id}: {error}") from None
     label, _ = pseudolabel_case(segmenter, case.image, objects, ivus=ivus, rng=case_rng(seed, case.case_id))
@@ -89,6 +89,7 @@ def foundation_box_labels(
     num_classes: int,
     seed: int = 0,
     segmenter: PromptableSegmenter | None = None,
+    tight: bool = True,
 ) -> torch.Tensor:
     """Pseudo label maps of ``cases`` from their boxes, at the training size (``IGNORE`` where dropped).
 
@@ -99,6 +100,7 @@ def foundation_box_labels(
         num_classes: classes including background (a box label outside it is refused).
         seed: seeds the box jitter of the stability estimate, per case id.
         segmenter: the promptable model (default: :func:`default_segmenter`).
+        tight: the boxes are annotations touching their objects (:attr:`~frugalseg.foundation.Prompts.tight_boxes`).
 
     Returns:
         ``(N, size, size)`` int64.
@@ -112,7 +114,7 @@ def foundation_box_labels(
         unknown = sorted({box.label for box in case_boxes.boxes} - set(range(1, num_classes)))
         if unknown:
             raise InputError(f"case {case.case_id}: boxes of unknown classes {unknown}")
-        label = box_pseudo_mask(case, case_boxes, segmenter, seed=seed)
+        label = box_pseudo_mask(case, case_boxes, segmenter, seed=seed, tight=tight)
         labels[i] = label_to_tensor(label, size=size, num_classes=num_classes)
     return labels
 
@@ -216,6 +218,7 @@ def foundation_region_labels(
             num_classes=num_classes,
             seed=seed,
             segmenter=segmenter,
+            tight=False,
         )
     if classes is not None:
         for i, case_boxes in enumerate(boxes):

@@ -29,8 +29,9 @@ embeddings never mix with the base model's in a cache.
 Run directory::
 
     run_dir/config.json    the FinetuneConfig (frozen, with schema version)
-    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "fit_boxes" (False),
-                            "mask_decoder": state_dict, "prompt_encoder", "image_encoder": state_dicts (only when trained)}
+    run_dir/decoder.pt     {"format", "base_model_id", "base_weights_sha256", "box_margin", "zoom",
+                            "fit_boxes" (False), "mask_decoder": state_dict, "prompt_encoder", "image_encoder":
+                            state_dicts (only when trained)}
     run_dir/metrics.json   loss before/after on the training objects (unjittered boxes), the Dice of each
                            candidate margin, seconds, case ids
     run_dir/log.jsonl      training loss every ``log_every`` steps

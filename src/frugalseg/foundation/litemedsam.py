@@ -229,8 +229,8 @@ class LiteMedSAMSegmenter:
         return Embedding(features=features, original_size=original, resized_size=resized, model_id=MODEL_ID)
 
     def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
-        """One mask per object (``multimask_output=False``), at the original image size, on the CPU. Box-only
-        prompts are fitted (:func:`~frugalseg.foundation.box_fit.fit_boxes`) when ``fit_boxes`` is set.
+        """One mask per object (``multimask_output=False``), at the original image size, on the CPU. Tight
+        box-only prompts are fitted (:func:`~frugalseg.foundation.box_fit.fit_boxes`) when ``fit_boxes`` is set.
 
         Raises:
             InputError: the embedding comes from another model, or a prompt leaves the image.
@@ -244,7 +244,7 @@ class LiteMedSAMSegmenter:
         if prompts.points is not None and prompts.point_labels is not None:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
             labels = torch.tensor(prompts.point_labels, dtype=torch.int64)
-        if prompts.boxes is not None and points is None and self.fit_boxes:
+        if prompts.boxes is not None and points is None and prompts.tight_boxes and self.fit_boxes:
             low_res, iou = fit_boxes(
                 lambda boxes: self._decode(features, boxes=boxes),
                 boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE),

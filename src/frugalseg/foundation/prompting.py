@@ -180,7 +180,7 @@ def jitter_prompts(
             points = points + rng.uniform(-1.0, 1.0, size=points.shape) * radius
             points[..., 0] = np.clip(points[..., 0], 0, width - 1)
             points[..., 1] = np.clip(points[..., 1], 0, height - 1)
-    return Prompts(boxes=boxes, points=points, point_labels=prompts.point_labels)
+    return Prompts(boxes=boxes, points=points, point_labels=prompts.point_labels, tight_boxes=prompts.tight_boxes)
 
 
 def points_box(xy: np.ndarray) -> tuple[float, float, float, float]:
@@ -202,8 +202,11 @@ def _pad_point_sets(sets: list[np.ndarray], labels: list[np.ndarray]) -> tuple[n
     return points, point_labels
 
 
-def prompts_from_boxes(boxes: Boxes | Sequence[Box], image_size: tuple[int, int]) -> ObjectPrompts:
-    """One object per box, its class the box's ``label``; boxes are clipped to the ``(H, W)`` image.
+def prompts_from_boxes(
+    boxes: Boxes | Sequence[Box], image_size: tuple[int, int], *, tight: bool = True
+) -> ObjectPrompts:
+    """One object per box, its class the box's ``label``; boxes are clipped to the ``(H, W)`` image. ``tight``:
+    the boxes touch their objects (:attr:`Prompts.tight_boxes`).
 
     Raises:
         InputError: no boxes.
@@ -212,7 +215,7 @@ def prompts_from_boxes(boxes: Boxes | Sequence[Box], image_size: tuple[int, int]
     if not items:
         raise InputError("boxes: the image has no box to prompt with")
     xyxy = np.array([_clip_box(box.as_tuple(), image_size) for box in items])
-    return ObjectPrompts(Prompts(boxes=xyxy), tuple(box.label for box in items))
+    return ObjectPrompts(Prompts(boxes=xyxy, tight_boxes=tight), tuple(box.label for box in items))
 
 
 def prompts_from_points(

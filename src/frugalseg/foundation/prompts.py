@@ -44,6 +44,9 @@ class Prompts:
         boxes: ``(N, 4)`` float ``(xmin, ymin, xmax, ymax)``, max exclusive, or ``None``.
         points: ``(N, K, 2)`` float ``(x, y)`` or ``None``.
         point_labels: ``(N, K)`` int, 1 object / 0 background / -1 padding; required with ``points``.
+        tight_boxes: the boxes touch their objects, as annotated boxes do, so a segmenter may widen the sides its
+            mask does not reach (:mod:`frugalseg.foundation.box_fit`); ``False`` for boxes grown or derived from
+            a coarse map.
 
     Raises:
         InputError: no prompt at all, wrong shapes, non-finite values, an empty or inverted box, an unknown
@@ -53,6 +56,7 @@ class Prompts:
     boxes: np.ndarray | None = None
     points: np.ndarray | None = None
     point_labels: np.ndarray | None = None
+    tight_boxes: bool = True
 
     def __post_init__(self) -> None:
         boxes, points, labels = self.boxes, self.points, self.point_labels

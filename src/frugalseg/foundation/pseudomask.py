@@ -58,11 +58,12 @@ def _concatenate(every: Sequence[Prompts]) -> Prompts:
     """Prompt sets of the same kind concatenated object-wise (one predict call for all)."""
     first = every[0]
     boxes = None if first.boxes is None else np.concatenate([p.boxes for p in every if p.boxes is not None])
+    tight = all(p.tight_boxes for p in every)
     if first.points is None or first.point_labels is None:
-        return Prompts(boxes=boxes)
+        return Prompts(boxes=boxes, tight_boxes=tight)
     points = np.concatenate([p.points for p in every if p.points is not None])
     labels = np.concatenate([p.point_labels for p in every if p.point_labels is not None])
-    return Prompts(boxes=boxes, points=points, point_labels=labels)
+    return Prompts(boxes=boxes, points=points, point_labels=labels, tight_boxes=tight)
 
 
 def prompt_stability(reference: torch.Tensor, jittered: torch.Tensor) -> np.ndarray:

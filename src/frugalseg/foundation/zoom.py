@@ -94,7 +94,9 @@ def segment_zoomed(
             inside = np.all((points >= 0) & (points <= extent - 1), axis=-1)
             labels = np.where(inside, prompts.point_labels[index : index + 1], -1)
             points = np.clip(points, 0, extent - 1)
-        crop_prompts = Prompts(boxes=_shift_box(box, window)[None], points=points, point_labels=labels)
+        crop_prompts = Prompts(
+            boxes=_shift_box(box, window)[None], points=points, point_labels=labels, tight_boxes=prompts.tight_boxes
+        )
         crop = np.asarray(image)[window]
         prediction = segmenter.predict(encode(crop), crop_prompts)
         logits[index, window[0], window[1]] = prediction.logits[0]
