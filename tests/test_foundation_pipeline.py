@@ -580,6 +580,8 @@ def test_bench_foundation_reports_dice_timing_and_a_student(tmp_path: Path) -> N
     assert report["num_test"] + report["num_pseudo"] == len(dataset)
     empty = json.loads((tmp_path / "fm-pseudo" / "confidence" / "r9.json").read_text())
     assert empty["objects"] == [] or empty["case_id"] != "r9"
+    fewer = bench_foundation(dataset, tmp_path / "few.json", segmenter=stub, max_pseudo=2, log=lambda _: None)
+    assert fewer["num_pseudo"] == 2 and fewer["num_test"] == report["num_test"]
 
 
 def test_pseudo_mask_dice_counts_false_positives_and_class_mix_ups() -> None:

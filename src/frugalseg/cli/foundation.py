@@ -156,6 +156,9 @@ def bench_foundation(
     max_cases: Annotated[
         int | None, typer.Option(help="At most this many held-out and pseudo-labelled images.")
     ] = None,
+    max_pseudo: Annotated[
+        int | None, typer.Option(help="At most this many pseudo-labelled images (default: as --max-cases).")
+    ] = None,
     finetune_k: Annotated[int, typer.Option(help="Also fine-tune the decoder on k training images (0: skip).")] = 0,
     calibrate_margin: CalibrateMarginOption = False,
     zoom: ZoomOption = 0.0,
@@ -177,6 +180,7 @@ def bench_foundation(
         json_path,
         quick=quick,
         max_cases=max_cases,
+        max_pseudo=max_pseudo,
         finetune_k=finetune_k,
         calibrate_margin=calibrate_margin,
         zoom=zoom,

@@ -255,6 +255,7 @@ def bench_foundation(
     *,
     quick: bool = False,
     max_cases: int | None = None,
+    max_pseudo: int | None = None,
     seed: int = 0,
     segmenter: PromptableSegmenter | None = None,
     embedding_cache: str | Path | None = None,
@@ -276,6 +277,7 @@ def bench_foundation(
         quick: at most 8 held-out and 16 pseudo-labelled images, 3-epoch students.
         max_cases: at most this many held-out images and as many pseudo-labelled ones, spread evenly over each
             list (:func:`~frugalseg.engine.bench.evenly_spaced`).
+        max_pseudo: at most this many pseudo-labelled images (default: as ``max_cases``).
         seed: seeds the split, the simulated prompts and the trainings.
         segmenter: the model (default: the cached LiteMedSAM weights).
         embedding_cache: embedding cache folder (default: a temporary folder, removed at the end).
@@ -296,7 +298,8 @@ def bench_foundation(
     started = time.perf_counter()
     train_cases, test_cases = held_out_split(dataset, seed=seed)
     limit_test = min(QUICK_MAX_TEST, max_cases or QUICK_MAX_TEST) if quick else max_cases
-    limit_pseudo = min(QUICK_MAX_PSEUDO, max_cases or QUICK_MAX_PSEUDO) if quick else max_cases
+    limit_pseudo = max_pseudo if max_pseudo is not None else max_cases
+    limit_pseudo = min(QUICK_MAX_PSEUDO, limit_pseudo or QUICK_MAX_PSEUDO) if quick else limit_pseudo
     test_cases, train_cases = evenly_spaced(test_cases, limit_test), evenly_spaced(train_cases, limit_pseudo)
     if not test_cases or not train_cases:
         raise InputError(f"{dataset.root}: need labelled training and held-out images for the foundation benchmark")
