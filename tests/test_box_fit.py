@@ -136,3 +136,14 @@ def test_a_fine_tuned_decoder_predicts_without_fitting_and_reloads_so(tmp_path: 
     assert not segmenter.fit_boxes
     base = LiteMedSAMSegmenter(segmenter.model, weights_sha256=segmenter.weights_sha256)
     assert base.fit_boxes and not load_finetuned(tmp_path / "run", base=base).fit_boxes
+
+
+def test_an_empty_mask_is_left_as_it_is() -> None:
+    calls: list[int] = []
+
+    def empty(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(len(boxes))
+        return torch.full((len(boxes), FRAME, FRAME), -5.0), torch.full((len(boxes),), 0.2)
+
+    logits, iou = fit_boxes(empty, BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME)
+    assert calls == [2] and (logits < 0).all() and torch.equal(iou, torch.full((2,), 0.2))

@@ -94,15 +94,13 @@ def fit_boxes(
     limit = margins + MAX_WIDENING * (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
     every = torch.arange(count)
     logits, iou = decode(widen_boxes(boxes, margins, last))
+    scale = logits.shape[-1] / image_size  # logits pixels per input-frame pixel
+    crop = (max(1, round(resized[0] * scale)), max(1, round(resized[1] * scale)))
     active = torch.ones(count, dtype=torch.bool)
     for _ in range(MAX_ROUNDS):
-        frame = logits.shape[-1]
-        scale = frame / image_size
-        crop = (max(1, round(resized[0] * scale)), max(1, round(resized[1] * scale)))
-        masks = logits[:, : crop[0], : crop[1]] > 0
-        gaps = side_gaps(masks, boxes * scale) / scale
-        widening = torch.where(gaps > GAP_TOLERANCE, gaps, torch.zeros_like(gaps))
-        proposed = torch.minimum(margins + widening.nan_to_num(0.0), limit)
+        gaps = side_gaps(logits[:, : crop[0], : crop[1]] > 0, boxes * scale) / scale
+        widening = torch.where(gaps > GAP_TOLERANCE, gaps, torch.zeros_like(gaps))  # empty masks (nan): none
+        proposed = torch.minimum(margins + widening, limit)
         active &= (proposed - margins).abs().amax(dim=1) > 1e-6
         if not active.any():
             break
