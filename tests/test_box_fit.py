@@ -128,14 +128,15 @@ def test_segmenter_fits_box_only_prompts_and_leaves_clicks_alone(monkeypatch: py
 
 def test_a_fine_tuned_decoder_predicts_without_fitting_and_reloads_so(tmp_path: Path) -> None:
     segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
-    assert segmenter.fit_boxes
+    assert not segmenter.fit_boxes  # opt-in
+    segmenter.fit_boxes = True
     square = np.zeros((64, 64), dtype=np.uint8)
     square[16:48, 20:44] = 1
     cases = [Case(case_id="sq", subject_id="s", image=square * 200, label=square)]
     finetune_decoder(segmenter, cases, tmp_path / "run", config=FinetuneConfig(steps=1, images_per_step=1))
     assert not segmenter.fit_boxes
-    base = LiteMedSAMSegmenter(segmenter.model, weights_sha256=segmenter.weights_sha256)
-    assert base.fit_boxes and not load_finetuned(tmp_path / "run", base=base).fit_boxes
+    base = LiteMedSAMSegmenter(segmenter.model, weights_sha256=segmenter.weights_sha256, fit_boxes=True)
+    assert not load_finetuned(tmp_path / "run", base=base).fit_boxes
 
 
 def test_an_empty_mask_is_left_as_it_is() -> None:

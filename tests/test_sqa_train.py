@@ -248,7 +248,7 @@ def test_box_assisted_loop_records_the_route_and_full_labels(phantom: Dataset, t
     review = CORRECTION_EFFORT.review_seconds  # no route costs more than clearing the prediction and drawing
     assert all(a["kind"] == "full" and a["seconds"] <= a["scratch_seconds"] + review for a in result.acquisitions)
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())
-    assert settings["assist"] == "box"
+    assert settings["assist"] == "box" and "box_fit" not in settings  # off: absent, so older folders resume
     with pytest.raises(InputError, match="full labels"):
         _run_al(pool, test, tmp_path / "other", assist=True, acquire="boxes", segmenter=stub)
 

@@ -37,6 +37,12 @@ DEFAULTS = TrainConfig()
 
 DataOption = Annotated[str, typer.Option("--data", help="Dataset folder, or 'phantom[:N[:SIZE]]'.")]
 FormatOption = Annotated[str | None, typer.Option("--format", help="Override the detected dataset format.")]
+BoxFitOption = Annotated[
+    bool,
+    typer.Option(
+        "--box-fit", help="LiteMedSAM widens the sides of tight boxes its outline does not reach (foundation.box_fit)."
+    ),
+]
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from frugalseg.cli._app import DataOption, FormatOption, app, bench_app, console, print_rows, read_data
+from frugalseg.cli._app import BoxFitOption, DataOption, FormatOption, app, bench_app, console, print_rows, read_data
 
 AssistOption = Annotated[
     bool,
@@ -44,6 +44,7 @@ def al(
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
     ] = "full",
     assist: AssistOption = False,
+    box_fit: BoxFitOption = False,
     final_steps: Annotated[
         int, typer.Option(help="Full labels: after the last round, train them once from scratch for this many steps.")
     ] = 0,
@@ -76,6 +77,7 @@ def al(
         cold_start=cold_start,  # type: ignore[arg-type]
         acquire=acquire,  # type: ignore[arg-type]
         assist=assist,
+        box_fit=box_fit,
         final_steps=final_steps,
         progress=on_round,
     )
@@ -112,6 +114,7 @@ def bench_al(
         str, typer.Option(help="The expert's label: full, boxes (through LiteMedSAM) or scribbles.")
     ] = "full",
     assist: AssistOption = False,
+    box_fit: BoxFitOption = False,
     cold_start: Annotated[str, typer.Option(help="random or diverse (evenly spaced over the pool).")] = "random",
     from_scratch: Annotated[
         str,
@@ -155,6 +158,7 @@ def bench_al(
         min_steps=min_steps,
         acquire=acquire,  # type: ignore[arg-type]
         assist=assist,
+        box_fit=box_fit,
         cold_start=cold_start,  # type: ignore[arg-type]
         from_scratch=[parse_count(item.strip()) for item in from_scratch.split(",") if item.strip()],
         retrain=retrain,

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from frugalseg.cli._app import DataOption, FormatOption, app, bench_app, console, read_annotations, read_data
+from frugalseg.cli._app import (
+    BoxFitOption,
+    DataOption,
+    FormatOption,
+    app,
+    bench_app,
+    console,
+    read_annotations,
+    read_data,
+)
 
 DecoderOption = Annotated[
     Path | None, typer.Option("--decoder", help="A finetune-sam run: use its fine-tuned decoder.")
@@ -60,6 +69,7 @@ def pseudolabel(
     min_confidence: Annotated[float, typer.Option(help="Objects below this confidence are handled by --policy.")] = 0.5,
     policy: Annotated[str, typer.Option(help="drop or downweight low-confidence objects.")] = "drop",
     decoder: DecoderOption = None,
+    box_fit: BoxFitOption = False,
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -88,6 +98,7 @@ def pseudolabel(
     else:
         prompts = {case.case_id: from_case(case) for case in dataset.cases if case.boxes}
     segmenter = _segmenter(decoder)
+    segmenter.fit_boxes = box_fit and decoder is None  # a fine-tuned decoder predicts without
     if embedding_cache is not None:
         segmenter = CachedSegmenter(segmenter, EmbeddingCache(embedding_cache))
     report = pseudolabel_dataset(
@@ -164,9 +175,7 @@ def bench_foundation(
     zoom: ZoomOption = 0.0,
     encoder_stages: EncoderStagesOption = 0,
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
-    box_fit: Annotated[
-        bool, typer.Option(help="Widen box sides the zero-shot mask does not reach (frugalseg.foundation.box_fit).")
-    ] = True,
+    box_fit: BoxFitOption = False,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
 ) -> None:

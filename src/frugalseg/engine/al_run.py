@@ -177,6 +177,7 @@ def run_al(
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
     segmenter: PromptableSegmenter | None = None,
+    box_fit: bool = False,
 ) -> ALResult:
     """One active-learning run of the SQA network with a simulated expert; resumes an interrupted run.
 
@@ -201,6 +202,7 @@ def run_al(
             fully supervised reference of the benchmark; its test metrics are ``ALResult.final``.
         segmenter: ``acquire="boxes"`` or ``assist``: the promptable model (default: LiteMedSAM with the cached
             weights).
+        box_fit: the default segmenter fits the expert's tight boxes (:mod:`frugalseg.foundation.box_fit`).
 
     Raises:
         InputError: bad settings, too few labelled cases, or a folder holding a run with other settings.
@@ -214,7 +216,7 @@ def run_al(
     if (acquire == "boxes" or assist) and segmenter is None:
         from frugalseg.engine.weak_foundation import default_segmenter  # loads the foundation model only here
 
-        segmenter = default_segmenter()
+        segmenter = default_segmenter(fit_boxes=box_fit)
     config = ActiveLearningConfig(
         strategy=strategy, initial=initial, batch=batch, rounds=rounds, seed=seed, cold_start=cold_start
     )
@@ -234,6 +236,7 @@ def run_al(
         "train": train_config.to_dict(),
         "acquire": acquire,
         **({"assist": "box"} if assist else {}),  # absent when off, so earlier run folders still resume
+        **({"box_fit": True} if box_fit else {}),
         "mc_samples": mc_samples,
         "min_steps": min_steps,
         **({"final_steps": final_steps} if final_steps else {}),

@@ -49,13 +49,16 @@ __all__ = [
 ]
 
 
-def default_segmenter() -> PromptableSegmenter:
-    """LiteMedSAM with the cached real weights, behind the on-disk embedding cache.
+def default_segmenter(*, fit_boxes: bool = False) -> PromptableSegmenter:
+    """LiteMedSAM with the cached real weights, behind the on-disk embedding cache; ``fit_boxes``: fit tight
+    boxes (:mod:`frugalseg.foundation.box_fit`).
 
     Raises:
         InputError: the weights are not cached (the message names ``frugalseg weights fetch litemedsam``).
     """
-    return CachedSegmenter(LiteMedSAMSegmenter.from_cache(), EmbeddingCache(cache_dir() / "embeddings"))
+    segmenter = LiteMedSAMSegmenter.from_cache()
+    segmenter.fit_boxes = fit_boxes
+    return CachedSegmenter(segmenter, EmbeddingCache(cache_dir() / "embeddings"))
 
 
 def box_pseudo_mask(
