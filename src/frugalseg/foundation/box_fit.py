@@ -10,7 +10,9 @@ the box's size beyond the starting margin. Gaps are measured against the given b
 
 Chosen on training images only (40 HC18, 24 PH2; the tight box and the box with sides jittered by 10%), object
 Dice at the fixed margin 2.5 -> fitted: HC18 0.955 -> 0.969 and 0.937 -> 0.946; PH2 0.949 -> 0.945 and
-0.933 -> 0.935. Without the IoU check jittered boxes lost (HC18 0.939, PH2 0.923).
+0.933 -> 0.935. Without the IoU check jittered boxes lost (HC18 0.939, PH2 0.923). On held-out images it helps
+where LiteMedSAM stops short of the annotated outline (HC18, usgra) and costs where it reaches it already (PH2,
+IVUS; README, "Box fitting"), so segmenters fit only when asked (``LiteMedSAMSegmenter.fit_boxes``).
 """
 
 from __future__ import annotations
