@@ -19,7 +19,8 @@ from frugalseg.annotations import Boxes, Point, Points, Scribbles, Tags
 from frugalseg.data.case import IGNORE, Box, Case, Dataset
 from frugalseg.data.images import read_mask
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.foundation_bench import _pseudo_scores, bench_foundation
+from frugalseg.engine.foundation_bench import bench_foundation
+from frugalseg.engine.foundation_student import pseudo_scores
 from frugalseg.errors import InputError
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
 from frugalseg.foundation import litemedsam as litemedsam_module
@@ -594,7 +595,7 @@ def test_pseudo_mask_dice_counts_false_positives_and_class_mix_ups() -> None:
     ignored[6:10, 2:6] = IGNORE
     case = Case(case_id="a", subject_id="a", image=truth, label=truth)
     scores = [
-        _pseudo_scores([case], [Case(case_id="a", subject_id="a", image=truth, label=pseudo)])
+        pseudo_scores([case], [Case(case_id="a", subject_id="a", image=truth, label=pseudo)])
         for pseudo in (over, swapped, ignored)
     ]
     assert scores[0]["dice"] == pytest.approx(2 * 16 / 48)  # over-segmentation lowers Dice

@@ -12,9 +12,9 @@ On the held-out split (:func:`frugalseg.engine.bench.held_out_split`), prompts s
 
 On the training split: ``pseudo``, the Dice of pseudo-masks made from tight boxes
 (:func:`~frugalseg.foundation.pseudolabel.pseudolabel_dataset`, with its confidence filter) against the ground
-truth; ``student`` (``student=True``), the held-out Dice of a network trained by
-:func:`frugalseg.engine.train.train` on those pseudo-masks, and ``fraction_of_full``, its ratio to the same
-network trained on the full masks of the same images.
+truth; ``student`` (``student=True``, :mod:`frugalseg.engine.foundation_student`), the held-out Dice of a
+network trained by :func:`frugalseg.engine.train.train` on those pseudo-masks, and ``fraction_of_full``, its
+ratio to the same network trained on the full masks of the same images.
 
 Dice and the other scores are those of :func:`frugalseg.metrics.case_metrics` averaged by
 :func:`frugalseg.metrics.summarise` (``mean`` over foreground classes of per-class means), the same as
@@ -46,9 +46,8 @@ from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import IGNORE, Case, Dataset
 from frugalseg.engine.bench import evenly_spaced, held_out_split
 from frugalseg.engine.config import TrainConfig
-from frugalseg.engine.evaluate import IVUS_CLASSES, evaluate_model
-from frugalseg.engine.inference import SegmentationModel
-from frugalseg.engine.train import train
+from frugalseg.engine.evaluate import IVUS_CLASSES
+from frugalseg.engine.foundation_student import bench_student, pseudo_scores
 from frugalseg.errors import InputError
 from frugalseg.foundation import CachedSegmenter, EmbeddingCache, LiteMedSAMSegmenter, PromptableSegmenter
 from frugalseg.foundation.finetune import MARGIN_CANDIDATES, FinetuneConfig, finetune_decoder
@@ -57,9 +56,9 @@ from frugalseg.foundation.prompts import Embedding
 from frugalseg.foundation.pseudolabel import load_pseudolabels, pseudolabel_dataset
 from frugalseg.foundation.pseudomask import combine_by_class
 from frugalseg.foundation.zoom import image_embedding, predict_on_image
-from frugalseg.metrics import case_metrics, foreground_dice, summarise
+from frugalseg.metrics import case_metrics, summarise
 
-__all__ = ["BOX_JITTER", "VARIANTS", "bench_foundation", "bench_student", "box_annotation", "prompt_variants"]
+__all__ = ["BOX_JITTER", "VARIANTS", "bench_foundation", "box_annotation", "prompt_variants"]
 
 BOX_JITTER = 0.1
 VARIANTS = ("box", "box_jitter", "points", "points_box")
@@ -193,62 +192,6 @@ def _zero_shot(
     return {name: _summary(variant_rows) for name, variant_rows in rows.items()}, timing
 
 
-def _pseudo_scores(cases: Sequence[Case], pseudo_cases: Sequence[Case]) -> dict[str, Any]:
-    """Pseudo-mask Dice against the ground truth: over labelled pixels only, and with IGNORE counted as wrong."""
-    truth = {case.case_id: case.label for case in cases}
-    valid_dice, all_dice, ignored = [], [], []
-    for case in pseudo_cases:
-        target, pseudo = truth[case.case_id], case.label
-        assert target is not None and pseudo is not None
-        valid_dice.append(foreground_dice(pseudo, target, valid_mask=pseudo != IGNORE))
-        all_dice.append(foreground_dice(pseudo, target))
-        ignored.append(float((pseudo == IGNORE).mean()))
-    return {
-        "dice": float(np.mean(valid_dice)),
-        "dice_ignore_as_wrong": float(np.mean(all_dice)),
-        "ignored_pixel_fraction": float(np.mean(ignored)),
-    }
-
-
-def bench_student(
-    dataset: Dataset,
-    train_cases: Sequence[Case],
-    test_cases: Sequence[Case],
-    pseudo_dir: str | Path,
-    work_dir: str | Path,
-    *,
-    config: TrainConfig,
-    log: Callable[[str], Any] = print,
-) -> dict[str, Any]:
-    """Train ``config.model`` on the pseudo-masks of ``pseudo_dir`` and on the full masks of the same images.
-
-    Returns:
-        ``{"dice": student held-out Dice, "full_dice": ..., "fraction_of_full": dice / full_dice,
-        "num_train": ..., "student": report, "full": report}``.
-    """
-    work_dir = Path(work_dir)
-    pseudo_cases = load_pseudolabels(train_cases, pseudo_dir)
-    ids = {case.case_id for case in pseudo_cases}
-    full_cases = [case for case in train_cases if case.case_id in ids]
-    reports = {}
-    for name, cases in (("student", pseudo_cases), ("full", full_cases)):
-        log(f"training the {name} model on {len(cases)} images")
-        run_dir = work_dir / name
-        train(dataclasses.replace(dataset, cases=list(cases)), config, run_dir)
-        report = evaluate_model(SegmentationModel.load(run_dir), test_cases)
-        reports[name] = {key: value for key, value in report.items() if key != "cases"}
-    dice, full = reports["student"]["mean"]["dice"], reports["full"]["mean"]["dice"]
-    return {
-        "dice": dice,
-        "full_dice": full,
-        "fraction_of_full": dice / full if full > 0 else None,
-        "num_train": len(pseudo_cases),
-        "config": config.to_dict(),
-        "student": reports["student"],
-        "full": reports["full"],
-    }
-
-
 def bench_foundation(
     dataset: Dataset,
     json_path: str | Path,
@@ -332,7 +275,7 @@ def bench_foundation(
             seed=seed,
         )
         pseudo = {
-            **_pseudo_scores(train_cases, load_pseudolabels(train_cases, pseudo_dir)),
+            **pseudo_scores(train_cases, load_pseudolabels(train_cases, pseudo_dir)),
             "num_cases": len(report.written) + len(report.skipped),
             "out_dir": str(pseudo_dir),
         }

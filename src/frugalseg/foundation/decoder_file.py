@@ -2,11 +2,10 @@
 :func:`~frugalseg.foundation.finetune.finetune_decoder`.
 
 ``{"format", "schema_version", "base_model_id", "base_weights_sha256", "box_margin", "zoom", "fit_boxes",
-"mask_decoder": state_dict,
-"prompt_encoder", "image_encoder": state_dicts (only when trained)}``. :func:`load_finetuned` puts it on top of
-the base weights, after checking they are the weights it was trained from. Without an ``image_encoder`` entry the
-encoder is the base's, so cached embeddings stay valid; with one, the segmenter identifies itself by the trained
-encoder's fingerprint, so they are not reused.
+"mask_decoder": state_dict, "prompt_encoder", "image_encoder": state_dicts (only when trained)}``.
+:func:`load_finetuned` puts it on top of the base weights, after checking they are the weights it was trained
+from. Without an ``image_encoder`` entry the encoder is the base's, so cached embeddings stay valid; with one, the
+segmenter identifies itself by the trained encoder's fingerprint, so they are not reused.
 """
 
 from __future__ import annotations
