@@ -153,6 +153,38 @@ def test_decoder_is_trainable_on_fixed_embeddings() -> None:
     assert all(p.grad is None for p in net.image_encoder.parameters())
 
 
+def test_channels_last_upscaling_equals_the_layers_it_reads(model: LiteMedSAM) -> None:
+    decoder = model.mask_decoder  # its transposed convolutions have random weights and biases
+    tokens = torch.randn(2, 8, 6, 256, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = decoder.output_upscaling(tokens.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        fast = decoder.upscale(tokens)
+    assert fast.shape == (2, 32, 24, 32)
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_decoder_attention_is_scaled_dot_product_over_heads(model: LiteMedSAM) -> None:
+    attention = model.mask_decoder.transformer.final_attn_token_to_image  # 8 heads, internal width 128
+    generator = torch.Generator().manual_seed(4)
+    q, k = torch.randn(3, 7, 256, generator=generator), torch.randn(3, 50, 256, generator=generator)
+    with torch.no_grad():
+        heads = [p.reshape(3, -1, 8, 16).transpose(1, 2) for p in (attention.q_proj(q), attention.k_proj(k))]
+        values = attention.v_proj(k).reshape(3, 50, 8, 16).transpose(1, 2)
+        weights = torch.softmax(heads[0] @ heads[1].transpose(-2, -1) / 4.0, dim=-1)
+        expected = attention.out_proj((weights @ values).transpose(1, 2).reshape(3, 7, 128))
+        torch.testing.assert_close(attention(q, k, k), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_multimask_output_gives_the_three_other_tokens(model: LiteMedSAM) -> None:
+    features, boxes = random_embedding().features, torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 50.0, 60.0]])
+    with torch.no_grad():
+        single, single_iou = model.decode(features, boxes=boxes)
+        several, several_iou = model.decode(features, boxes=boxes, multimask_output=True)
+    assert single.shape == (2, 1, 256, 256) and several.shape == (2, 3, 256, 256)
+    assert single_iou.shape == (2, 1) and several_iou.shape == (2, 3)
+    assert not torch.allclose(single[:, 0], several[:, 0])
+
+
 # ---------------------------------------------------------------- geometry
 
 

@@ -176,7 +176,9 @@ def bench_foundation(
     encoder_stages: EncoderStagesOption = 0,
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
     box_fit: BoxFitOption = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seeds the held-out split by subject, the simulated prompts and the trainings.")
+    ] = 0,
     data_format: FormatOption = None,
 ) -> None:
     """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""

@@ -8,7 +8,7 @@ follow the checkpoint (``mask_decoder.*``).
 
 from __future__ import annotations
 
-import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +43,7 @@ class Attention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        attn = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1]), dim=-1)
-        out = (attn @ v).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # softmax(q k^T / sqrt(head width)) v
         return self.out_proj(out.reshape(out.shape[0], out.shape[1], -1))
 
 
@@ -216,15 +215,37 @@ class MaskDecoder(nn.Module):
         _, channels, height, width = src.shape
 
         hs, src_tokens = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        selected = range(1, self.num_mask_tokens) if multimask_output else range(1)
+        hyper_in = torch.stack([self.output_hypernetworks_mlps[index](hs[:, 1 + index]) for index in selected], dim=1)
+        upscaled = self.upscale(src_tokens.reshape(batch, height, width, channels))
+        b, h, w, c = upscaled.shape
+        masks = (hyper_in @ upscaled.view(b, h * w, c).transpose(1, 2)).view(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(hs[:, 0])
+        return masks, iou_pred[:, 1:] if multimask_output else iou_pred[:, :1]
 
-        upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(batch, channels, height, width))
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, index, :]) for index, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        selected = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, selected], iou_pred[:, selected]
+    def upscale(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` on channels-last image tokens: the same layers without an NCHW round trip.
+
+        Shape:
+            image_tokens: ``(B, h, w, C)``; returns ``(B, 4h, 4w, C // 8)``.
+        """
+        layers = self.output_upscaling
+        first, norm, second = cast(nn.ConvTranspose2d, layers[0]), cast(LayerNorm2d, layers[1]), layers[3]
+        x = _transposed_conv_2x2(image_tokens, first)
+        x = F.gelu(F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, norm.eps))
+        return F.gelu(_transposed_conv_2x2(x, cast(nn.ConvTranspose2d, second)))
+
+
+def _transposed_conv_2x2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2, stride-2 transposed convolution on channels-last values: one matrix product per pixel
+    (its 2x2 outputs do not overlap), then the outputs interleaved into the doubled grid.
+
+    Shape:
+        x: ``(B, h, w, C_in)``; returns ``(B, 2h, 2w, C_out)``.
+    """
+    batch, height, width, channels = x.shape
+    out = conv.weight.shape[1]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(channels, 4 * out)  # columns ordered (row, col, channel)
+    bias = conv.bias.repeat(4) if conv.bias is not None else x.new_zeros(4 * out)
+    y = torch.addmm(bias, x.reshape(-1, channels), weight).view(batch, height, width, 2, 2, out)
+    return y.permute(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height, 2 * width, out)
