@@ -274,8 +274,9 @@ def bench_foundation(
             ivus=ivus,
             seed=seed,
         )
+        pseudo_cases = load_pseudolabels(train_cases, pseudo_dir)
         pseudo = {
-            **pseudo_scores(train_cases, load_pseudolabels(train_cases, pseudo_dir)),
+            **pseudo_scores(train_cases, pseudo_cases),
             "num_cases": len(report.written) + len(report.skipped),
             "out_dir": str(pseudo_dir),
         }
@@ -285,7 +286,7 @@ def bench_foundation(
         if quick:
             config = dataclasses.replace(config, epochs=3)
         student_report = bench_student(
-            dataset, train_cases, test_cases, pseudo_dir, Path(f"{stem}-student"), config=config, log=log
+            dataset, train_cases, test_cases, pseudo_cases, Path(f"{stem}-student"), config=config, log=log
         )
     timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     output = {

@@ -15,7 +15,6 @@ from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.evaluate import evaluate_model
 from frugalseg.engine.inference import SegmentationModel
 from frugalseg.engine.train import train
-from frugalseg.foundation.pseudolabel import load_pseudolabels
 from frugalseg.metrics import foreground_dice
 
 __all__ = ["bench_student", "pseudo_scores"]
@@ -42,20 +41,20 @@ def bench_student(
     dataset: Dataset,
     train_cases: Sequence[Case],
     test_cases: Sequence[Case],
-    pseudo_dir: str | Path,
+    pseudo_cases: Sequence[Case],
     work_dir: str | Path,
     *,
     config: TrainConfig,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Train ``config.model`` on the pseudo-masks of ``pseudo_dir`` and on the full masks of the same images.
+    """Train ``config.model`` on ``pseudo_cases`` (pseudo-masks of some of ``train_cases``, as
+    :func:`~frugalseg.foundation.pseudolabel.load_pseudolabels` reads them) and on the full masks of the same images.
 
     Returns:
         ``{"dice": student held-out Dice, "full_dice": ..., "fraction_of_full": dice / full_dice,
         "num_train": ..., "student": report, "full": report}``.
     """
     work_dir = Path(work_dir)
-    pseudo_cases = load_pseudolabels(train_cases, pseudo_dir)
     ids = {case.case_id for case in pseudo_cases}
     full_cases = [case for case in train_cases if case.case_id in ids]
     reports = {}
