@@ -63,7 +63,7 @@ def test_widen_boxes_moves_each_side_by_its_own_margin_and_clips_to_the_image() 
 
 
 def test_a_mask_inside_its_box_is_widened_until_it_reaches_every_side() -> None:
-    logits, iou = fit_boxes(
+    logits, iou, _ = fit_boxes(
         inset_decoder(4.0), BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME
     )
     before, _ = inset_decoder(4.0)(widen_boxes(BOXES, 2.5, (255.0, 255.0)))
@@ -74,21 +74,27 @@ def test_a_mask_inside_its_box_is_widened_until_it_reaches_every_side() -> None:
 
 
 def test_widening_stops_at_its_limit_for_a_model_that_never_reaches_the_box() -> None:
-    logits, _ = fit_boxes(
+    logits, _, decoded = fit_boxes(
         inset_decoder(30.0), BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME
     )
     size = (BOXES[:, 2:] - BOXES[:, :2]).repeat(1, 2)
     widest = 2.5 + MAX_WIDENING * size
     expected = reach(inset_decoder(30.0)(widen_boxes(BOXES, widest, (255.0, 255.0)))[0])
     torch.testing.assert_close(reach(logits), expected)
+    # the boxes it decoded last: the widest for the first; the second box's mask is empty, so it is not widened
+    torch.testing.assert_close(decoded[0], widen_boxes(BOXES, widest, (255.0, 255.0))[0])
+    torch.testing.assert_close(decoded[1], widen_boxes(BOXES, 2.5, (255.0, 255.0))[1])
 
 
 def test_a_widening_that_makes_the_model_unsure_is_undone() -> None:
     unsure = inset_decoder(4.0, iou_per_pixel=0.01)
-    logits, iou = fit_boxes(unsure, BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME)
+    logits, iou, decoded = fit_boxes(
+        unsure, BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME
+    )
     first, first_iou = unsure(widen_boxes(BOXES, 2.5, (255.0, 255.0)))
     torch.testing.assert_close(logits, first)
     torch.testing.assert_close(iou, first_iou)
+    torch.testing.assert_close(decoded, widen_boxes(BOXES, 2.5, (255.0, 255.0)))
 
 
 def embedding_of(segmenter: LiteMedSAMSegmenter, size: tuple[int, int] = (128, 192)) -> Embedding:
@@ -146,5 +152,5 @@ def test_an_empty_mask_is_left_as_it_is() -> None:
         calls.append(len(boxes))
         return torch.full((len(boxes), FRAME, FRAME), -5.0), torch.full((len(boxes),), 0.2)
 
-    logits, iou = fit_boxes(empty, BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME)
+    logits, iou, _ = fit_boxes(empty, BOXES, margin=2.5, last=(255.0, 255.0), resized=(256, 256), image_size=FRAME)
     assert calls == [2] and (logits < 0).all() and torch.equal(iou, torch.full((2,), 0.2))

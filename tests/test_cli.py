@@ -124,3 +124,12 @@ def test_active_learning_loop_runs_and_reports_rounds(tmp_path: Path) -> None:
 def test_a_bad_count_is_refused() -> None:
     result = run_cli("al", "--data", "phantom:4:64", "--out", "x", "--initial", "two")
     assert result.returncode == 2 and "'two'" in result.stderr
+
+
+def test_an_unknown_shape_prior_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "pseudo"
+    result = run_cli(
+        "pseudolabel", "--data", "phantom:2:64", "--simulate", "boxes", "--out", str(out), "--shape", "disc"
+    )
+    assert result.returncode == 2 and "--shape disc" in result.stderr and "ellipse" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

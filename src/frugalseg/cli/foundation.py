@@ -18,6 +18,14 @@ from frugalseg.cli._app import (
     read_data,
 )
 
+ShapeOption = Annotated[
+    str,
+    typer.Option(
+        "--shape",
+        help="ellipse: each mask becomes the ellipse fitted to its outline, for objects that are ellipses by "
+        "definition such as a fetal head (foundation.shape_prior); none keeps the model's masks.",
+    ),
+]
 DecoderOption = Annotated[
     Path | None, typer.Option("--decoder", help="A finetune-sam run: use its fine-tuned decoder.")
 ]
@@ -42,11 +50,16 @@ EncoderStagesOption = Annotated[
 ]
 
 
-def _segmenter(decoder: Path | None) -> Any:
+def _segmenter(decoder: Path | None, shape: str = "none") -> Any:
     from frugalseg.foundation import LiteMedSAMSegmenter
     from frugalseg.foundation.decoder_file import load_finetuned
+    from frugalseg.foundation.shape_prior import SHAPES
 
-    return LiteMedSAMSegmenter.from_cache() if decoder is None else load_finetuned(decoder)
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"--shape {shape}: expected one of {', '.join(SHAPES)}")
+    segmenter = LiteMedSAMSegmenter.from_cache() if decoder is None else load_finetuned(decoder)
+    segmenter.shape = shape
+    return segmenter
 
 
 def _is_ivus(dataset: Any) -> bool:
@@ -70,6 +83,7 @@ def pseudolabel(
     policy: Annotated[str, typer.Option(help="drop or downweight low-confidence objects.")] = "drop",
     decoder: DecoderOption = None,
     box_fit: BoxFitOption = False,
+    shape: ShapeOption = "none",
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -97,7 +111,7 @@ def pseudolabel(
         prompts = dict(weak_annotations(dataset.cases, weak, num_classes=dataset.num_classes, seed=seed))
     else:
         prompts = {case.case_id: from_case(case) for case in dataset.cases if case.boxes}
-    segmenter = _segmenter(decoder)
+    segmenter = _segmenter(decoder, shape)
     segmenter.fit_boxes = box_fit and decoder is None  # a fine-tuned decoder predicts without
     if embedding_cache is not None:
         segmenter = CachedSegmenter(segmenter, EmbeddingCache(embedding_cache))
@@ -176,6 +190,7 @@ def bench_foundation(
     encoder_stages: EncoderStagesOption = 0,
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
     box_fit: BoxFitOption = False,
+    shape: ShapeOption = "none",
     seed: Annotated[
         int, typer.Option(help="Seeds the held-out split by subject, the simulated prompts and the trainings.")
     ] = 0,
@@ -184,7 +199,7 @@ def bench_foundation(
     """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""
     from frugalseg.engine.foundation_bench import bench_foundation as run
 
-    segmenter = _segmenter(None)
+    segmenter = _segmenter(None, shape)
     segmenter.fit_boxes = box_fit
     report = run(
         read_data(data, data_format),

@@ -295,6 +295,7 @@ def bench_foundation(
         "model_id": segmenter.model_id,
         "weights_sha256": segmenter.weights_sha256,
         "fit_boxes": getattr(segmenter, "fit_boxes", None),
+        "shape": getattr(segmenter, "shape", None),
         "num_test": len(test_cases),
         "num_pseudo": len(train_cases),
         "ivus": ivus,

@@ -77,7 +77,7 @@ def fit_boxes(
     last: tuple[float, float],
     resized: tuple[int, int],
     image_size: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode each object from its box widened by ``margin``, then widen the sides its mask does not reach.
 
     Args:
@@ -89,7 +89,8 @@ def fit_boxes(
         image_size: side of the input frame.
 
     Returns:
-        Low-resolution logits ``(N, S, S)`` and predicted IoU ``(N,)`` of the kept boxes.
+        Low-resolution logits ``(N, S, S)``, predicted IoU ``(N,)`` and the ``(N, 4)`` boxes they were decoded
+        from (the widened boxes kept).
     """
     count = boxes.shape[0]
     margins = torch.full((count, 4), float(margin), dtype=boxes.dtype)
@@ -112,4 +113,4 @@ def fit_boxes(
         accepted = chosen[kept]
         logits[accepted], iou[accepted], margins[accepted] = new_logits[kept], new_iou[kept], proposed[accepted]
         active[chosen[~kept]] = False
-    return logits, iou
+    return logits, iou, widen_boxes(boxes, margins, last)

@@ -30,6 +30,7 @@ from frugalseg.foundation.preprocess import (
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
 from frugalseg.foundation.sam_mask_decoder import MaskDecoder
 from frugalseg.foundation.sam_prompt_encoder import PromptEncoder
+from frugalseg.foundation.shape_prior import SHAPES, ellipse_logits
 from frugalseg.foundation.tiny_vit import TinyViT
 from frugalseg.foundation.tiny_vit_fast import encode_fast
 
@@ -141,6 +142,8 @@ class LiteMedSAMSegmenter:
         fit_boxes: widen the sides of a tight box-only prompt that the mask does not reach (:mod:`.box_fit`;
             off by default: it helps where LiteMedSAM stops short of the annotated outline, HC18 and usgra, and
             costs on PH2 and IVUS); a fine-tuned decoder, which learned how far its masks reach, predicts without.
+        shape: ``"ellipse"`` replaces each mask by the ellipse fitted to its outline (:mod:`.shape_prior`), for
+            objects that are ellipses by definition; ``"none"`` (default) keeps the model's masks.
     """
 
     def __init__(
@@ -153,15 +156,19 @@ class LiteMedSAMSegmenter:
         box_margin: float = BOX_MARGIN,
         zoom: float = 0.0,
         fit_boxes: bool = False,
+        shape: str = "none",
     ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
+        if shape not in SHAPES:
+            raise ValueError(f"shape {shape!r}: expected one of {SHAPES}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.max_objects_per_batch = max_objects_per_batch
         self.box_margin = box_margin
         self.zoom = zoom
         self.fit_boxes = fit_boxes
+        self.shape = shape
         self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
 
     @classmethod
@@ -231,7 +238,8 @@ class LiteMedSAMSegmenter:
 
     def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
         """One mask per object (``multimask_output=False``), at the original image size, on the CPU. Tight
-        box-only prompts are fitted (:func:`~frugalseg.foundation.box_fit.fit_boxes`) when ``fit_boxes`` is set.
+        box-only prompts are fitted (:func:`~frugalseg.foundation.box_fit.fit_boxes`) when ``fit_boxes`` is set;
+        with ``shape="ellipse"`` the logits are moved so that the masks are the fitted ellipses.
 
         Raises:
             InputError: the embedding comes from another model, or a prompt leaves the image.
@@ -245,8 +253,9 @@ class LiteMedSAMSegmenter:
         if prompts.points is not None and prompts.point_labels is not None:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
             labels = torch.tensor(prompts.point_labels, dtype=torch.int64)
+        boxes = None
         if prompts.boxes is not None and points is None and prompts.tight_boxes and self.fit_boxes:
-            low_res, iou = fit_boxes(
+            low_res, iou, boxes = fit_boxes(
                 lambda boxes: self._decode(features, boxes=boxes),
                 boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE),
                 margin=self.box_margin,
@@ -255,11 +264,14 @@ class LiteMedSAMSegmenter:
                 image_size=IMAGE_SIZE,
             )
         else:
-            boxes = None
             if prompts.boxes is not None:
                 boxes = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE, margin=self.box_margin)
             low_res, iou = self._decode(features, boxes=boxes, points=points, point_labels=labels)
         logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
+        if self.shape == "ellipse":
+            to_original = max(original) / IMAGE_SIZE  # original pixels per model pixel
+            boxes_original = None if boxes is None else boxes.numpy().astype(np.float64) * to_original
+            logits = ellipse_logits(logits, boxes_original, tolerance=to_original)
         return MaskPrediction(masks=logits > 0, scores=iou, logits=logits)
 
     def _decode(

@@ -1,0 +1,132 @@
+"""Shape prior: an object's mask replaced by the ellipse fitted to its outline.
+
+For objects that are ellipses by definition (HC18 annotates each fetal head as one). The outline of the mask's
+largest component is fitted by direct least squares (Fitzgibbon, Pilu and Fisher 1999, in the numerically
+stable form of Halir and Flusser 1998). Outline points within ``tolerance`` pixels of a side of the box the
+object was decoded from, or of the image border, are left out: there the outline follows the prompt or the
+frame, not the object (a box side drawn inside a head cuts it straight), and the ellipse carries the object on
+past the cut. An object keeps its own mask when fewer than :data:`MIN_POINTS` outline points remain, when the
+conic is not an ellipse, or when the ellipse's area inside the image is not within a factor
+:data:`MAX_AREA_RATIO` of the mask's.
+
+Chosen on 40 HC18 training images (not the test set), LiteMedSAM zero-shot Dice, tight box / sides jittered by
+10%: 0.955 / 0.938 -> 0.961 / 0.945 with the ellipse; with box fitting (:mod:`.box_fit`) 0.969 / 0.940 ->
+0.974 / 0.947. A tolerance of 0.5, 1 or 2 model pixels changes these by at most 0.001.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.measure import find_contours
+
+__all__ = [
+    "MAX_AREA_RATIO",
+    "MIN_POINTS",
+    "SHAPES",
+    "ellipse_logits",
+    "ellipse_mask",
+    "fit_conic",
+    "fit_ellipses",
+    "outline",
+]
+
+SHAPES = ("none", "ellipse")
+MIN_POINTS = 20
+"""Fewest outline points an ellipse is fitted to."""
+MAX_AREA_RATIO = 2.0
+"""Largest ratio between the ellipse's and the mask's areas (either way) for the ellipse to replace the mask."""
+EDGE_LOGIT = 1e-3
+"""Logit given to a pixel the ellipse moves across the decision boundary (just inside or just outside)."""
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """``(K, 2)`` xy points on the outline of the largest 8-connected component of an ``(H, W)`` bool mask
+    (half-way between its pixels and the background; empty when the mask is)."""
+    components, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return np.zeros((0, 2))
+    largest = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
+    contours = find_contours(np.pad(largest, 1).astype(np.float32), 0.5)
+    rows_cols = max(contours, key=len) - 1.0  # the outer outline is the longest
+    return rows_cols[:, ::-1].copy()
+
+
+def fit_conic(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Direct least-squares ellipse through ``(K, 2)`` xy points.
+
+    Returns ``(coefficients, centre, scale)``: the conic ``a u^2 + b uv + c v^2 + d u + e v + f`` in the
+    normalised coordinates ``(u, v) = (xy - centre) / scale``, or ``None`` when no ellipse fits (too few or
+    collinear points).
+    """
+    if len(points) < 6:
+        return None
+    centre = points.mean(axis=0)
+    scale = float(np.sqrt(((points - centre) ** 2).sum(axis=1).mean())) or 1.0
+    u, v = ((points - centre) / scale).T
+    quadratic = np.stack([u * u, u * v, v * v], axis=1)
+    linear = np.stack([u, v, np.ones_like(u)], axis=1)
+    s1, s2, s3 = quadratic.T @ quadratic, quadratic.T @ linear, linear.T @ linear
+    try:
+        reduce = -np.linalg.solve(s3, s2.T)
+        scatter = s1 + s2 @ reduce
+        constrained = np.stack([scatter[2] / 2, -scatter[1], scatter[0] / 2])  # C^-1 scatter, C: 4ac - b^2
+        _, vectors = np.linalg.eig(constrained)
+    except np.linalg.LinAlgError:
+        return None
+    vectors = np.real(vectors)
+    ellipse = 4 * vectors[0] * vectors[2] - vectors[1] ** 2 > 0
+    if not ellipse.any():
+        return None
+    quadratic_part = vectors[:, np.argmax(ellipse)]
+    return np.concatenate([quadratic_part, reduce @ quadratic_part]), centre, scale
+
+
+def ellipse_mask(conic: tuple[np.ndarray, np.ndarray, float], shape: tuple[int, int]) -> np.ndarray:
+    """The ``(H, W)`` bool pixels inside a conic from :func:`fit_conic`."""
+    (a, b, c, d, e, f), centre, scale = conic
+    v, u = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    u, v = (u - centre[0]) / scale, (v - centre[1]) / scale
+    value = a * u * u + b * u * v + c * v * v + d * u + e * v + f
+    # the inside has the sign of the value at the ellipse's centre (where 2au + bv + d = bu + 2cv + e = 0)
+    middle_u, middle_v = np.linalg.solve(np.array([[2 * a, b], [b, 2 * c]]), -np.array([d, e]))
+    inside_sign = np.sign(a * middle_u**2 + b * middle_u * middle_v + c * middle_v**2 + d * middle_u + e * middle_v + f)
+    return value * inside_sign > 0
+
+
+def fit_ellipses(masks: np.ndarray, boxes: np.ndarray | None, *, tolerance: float) -> np.ndarray:
+    """Each mask replaced by the ellipse fitted to its outline, except near its box and the image border.
+
+    Args:
+        masks: ``(N, H, W)`` bool.
+        boxes: ``(N, 4)`` inclusive xyxy boxes the objects were decoded from, in the masks' pixels, or ``None``.
+        tolerance: pixels from a box side or the border within which outline points are left out.
+
+    Returns:
+        ``(N, H, W)`` bool; an object the module docstring's checks refuse keeps its mask.
+    """
+    height, width = masks.shape[1:]
+    out = masks.copy()
+    for index, mask in enumerate(masks):
+        points = outline(mask)
+        x, y = points.T
+        away = (x > tolerance) & (y > tolerance) & (x < width - 1 - tolerance) & (y < height - 1 - tolerance)
+        if boxes is not None:
+            for side, coordinate in zip(boxes[index], (x, y, x, y), strict=True):
+                away &= np.abs(coordinate - side) > tolerance
+        conic = fit_conic(points[away]) if away.sum() >= MIN_POINTS else None
+        if conic is None:
+            continue
+        ellipse = ellipse_mask(conic, (height, width))
+        area, fitted = max(int(mask.sum()), 1), int(ellipse.sum())
+        if area / MAX_AREA_RATIO <= fitted <= area * MAX_AREA_RATIO:
+            out[index] = ellipse
+    return out
+
+
+def ellipse_logits(logits: torch.Tensor, boxes: np.ndarray | None, *, tolerance: float) -> torch.Tensor:
+    """``(N, H, W)`` logits moved so that ``logits > 0`` is :func:`fit_ellipses`' mask: kept where the model
+    agrees with the ellipse, :data:`EDGE_LOGIT` inside it and ``-EDGE_LOGIT`` outside it where not."""
+    inside = torch.from_numpy(fit_ellipses((logits > 0).numpy(), boxes, tolerance=tolerance))
+    return torch.where(inside, logits.clamp(min=EDGE_LOGIT), logits.clamp(max=-EDGE_LOGIT))

@@ -1,0 +1,96 @@
+"""Ellipse shape prior: the fit recovers ellipses, extends objects past box cuts, refuses what is not one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.draw import ellipse as draw_ellipse
+
+from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, Prompts
+from frugalseg.foundation.shape_prior import EDGE_LOGIT, ellipse_logits, ellipse_mask, fit_conic, fit_ellipses, outline
+
+SHAPE = (200, 300)
+
+
+def filled_ellipse(row: float, col: float, radii: tuple[float, float], rotation: float) -> np.ndarray:
+    mask = np.zeros(SHAPE, dtype=bool)
+    rows, cols = draw_ellipse(row, col, radii[0], radii[1], shape=SHAPE, rotation=rotation)
+    mask[rows, cols] = True
+    return mask
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
+
+
+HEAD = filled_ellipse(100, 140, (60, 90), 0.4)
+CUT_AT = 190  # a box whose right side is drawn inside the head
+BOX = np.array([[30.0, 20.0, CUT_AT, 180.0]])  # inclusive xyxy
+
+
+def test_the_fit_recovers_a_rotated_ellipse_from_its_outline() -> None:
+    conic = fit_conic(outline(HEAD))
+    assert conic is not None
+    assert dice(ellipse_mask(conic, SHAPE), HEAD) > 0.99
+
+
+def test_an_object_cut_by_its_box_is_carried_on_past_the_cut() -> None:
+    cut = HEAD.copy()
+    cut[:, CUT_AT + 1 :] = False
+    assert dice(cut, HEAD) < 0.95
+    restored = fit_ellipses(cut[None], BOX, tolerance=1.5)[0]
+    assert dice(restored, HEAD) > 0.98
+    fitted_to_the_cut_too = fit_ellipses(cut[None], None, tolerance=1.5)[0]
+    assert dice(fitted_to_the_cut_too, HEAD) < dice(restored, HEAD) - 0.01
+
+
+def test_what_no_ellipse_fits_keeps_its_mask() -> None:
+    empty = np.zeros(SHAPE, dtype=bool)
+    speck = np.zeros(SHAPE, dtype=bool)
+    speck[50:52, 50:52] = True  # too few outline points
+    ring = HEAD & ~filled_ellipse(100, 140, (50, 80), 0.4)  # its outer outline is an ellipse of twice its area
+    masks = np.stack([empty, speck, ring])
+    np.testing.assert_array_equal(fit_ellipses(masks, None, tolerance=1.0), masks)
+    assert fit_conic(np.stack([np.arange(30.0), 2 * np.arange(30.0)], axis=1)) is None  # collinear
+
+
+def test_ellipse_logits_keep_agreeing_pixels_and_move_the_others_across_zero() -> None:
+    cut = HEAD.copy()
+    cut[:, CUT_AT + 1 :] = False
+    logits = torch.from_numpy(np.where(cut, 5.0, -5.0)).float()[None]
+    shaped = ellipse_logits(logits, BOX, tolerance=1.5)
+    restored = torch.from_numpy(fit_ellipses(cut[None], BOX, tolerance=1.5))
+    torch.testing.assert_close(shaped > 0, restored)
+    agree = (logits > 0) == restored
+    torch.testing.assert_close(shaped[agree], logits[agree])
+    assert torch.all(shaped[~agree].abs() == EDGE_LOGIT)
+
+
+def test_the_segmenter_maps_its_decoded_boxes_to_the_image_for_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in decoder returns the head cut at the right side of each box it is given, in the model frame."""
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
+    to_model = 256 / max(SHAPE)
+    centres = (np.arange(256) + 0.5) / to_model - 0.5  # model pixel centres in image pixels
+    rows, cols = np.clip(np.rint(centres), 0, None).astype(int), np.rint(centres).astype(int)
+    inside = (rows[:, None] < SHAPE[0]) & (cols[None, :] < SHAPE[1])
+    head = np.zeros((256, 256), dtype=bool)
+    head[inside] = HEAD[np.minimum(rows, SHAPE[0] - 1)[:, None], np.minimum(cols, SHAPE[1] - 1)[None, :]][inside]
+
+    def decode(features: torch.Tensor, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.full((len(boxes), 1, 256, 256), -10.0)
+        for index, right in enumerate(boxes[:, 2].tolist()):
+            logits[index, 0][torch.from_numpy(head & (np.arange(256) <= right)[None, :])] = 10.0
+        return logits, torch.ones(len(boxes), 1)
+
+    monkeypatch.setattr(segmenter.model, "decode", decode)
+    embedding = segmenter.encode(np.zeros(SHAPE, dtype=np.uint8))
+    prompts = Prompts(boxes=BOX + np.array([0.0, 0.0, 1.0, 1.0]))  # exclusive max
+    plain = segmenter.predict(embedding, prompts).masks[0].numpy()
+    segmenter.shape = "ellipse"
+    shaped = segmenter.predict(embedding, prompts)
+    assert dice(plain, HEAD) < 0.95
+    assert dice(shaped.masks[0].numpy(), HEAD) > 0.97
+    torch.testing.assert_close(shaped.masks, shaped.logits > 0)
+    with pytest.raises(ValueError, match="shape"):
+        LiteMedSAMSegmenter(LiteMedSAM(seed=0), shape="circle")
