@@ -13,9 +13,11 @@ from frugalseg.foundation.shape_prior import EDGE_LOGIT, ellipse_logits, ellipse
 SHAPE = (200, 300)
 
 
-def filled_ellipse(row: float, col: float, radii: tuple[float, float], rotation: float) -> np.ndarray:
-    mask = np.zeros(SHAPE, dtype=bool)
-    rows, cols = draw_ellipse(row, col, radii[0], radii[1], shape=SHAPE, rotation=rotation)
+def filled_ellipse(
+    row: float, col: float, radii: tuple[float, float], rotation: float, shape: tuple[int, int] = SHAPE
+) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    rows, cols = draw_ellipse(row, col, radii[0], radii[1], shape=shape, rotation=rotation)
     mask[rows, cols] = True
     return mask
 
@@ -24,7 +26,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
-HEAD = filled_ellipse(100, 140, (60, 90), 0.4)
+HEAD_ELLIPSE = (100.0, 140.0, (60.0, 90.0), 0.4)  # centre row, column, radii, rotation
+HEAD = filled_ellipse(*HEAD_ELLIPSE)
 CUT_AT = 190  # a box whose right side is drawn inside the head
 BOX = np.array([[30.0, 20.0, CUT_AT, 180.0]])  # inclusive xyxy
 
@@ -70,12 +73,10 @@ def test_ellipse_logits_keep_agreeing_pixels_and_move_the_others_across_zero() -
 def test_the_segmenter_maps_its_decoded_boxes_to_the_image_for_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in decoder returns the head cut at the right side of each box it is given, in the model frame."""
     segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0))
-    to_model = 256 / max(SHAPE)
-    centres = (np.arange(256) + 0.5) / to_model - 0.5  # model pixel centres in image pixels
-    rows, cols = np.clip(np.rint(centres), 0, None).astype(int), np.rint(centres).astype(int)
-    inside = (rows[:, None] < SHAPE[0]) & (cols[None, :] < SHAPE[1])
-    head = np.zeros((256, 256), dtype=bool)
-    head[inside] = HEAD[np.minimum(rows, SHAPE[0] - 1)[:, None], np.minimum(cols, SHAPE[1] - 1)[None, :]][inside]
+    to_model = 256 / max(SHAPE)  # the image fills the model frame's top 171 of 256 rows
+    row, col, (radius_rows, radius_cols), rotation = HEAD_ELLIPSE
+    scaled = (radius_rows * to_model, radius_cols * to_model)
+    head = filled_ellipse(row * to_model, col * to_model, scaled, rotation, shape=(256, 256))
 
     def decode(features: torch.Tensor, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.full((len(boxes), 1, 256, 256), -10.0)

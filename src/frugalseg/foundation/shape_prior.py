@@ -10,8 +10,9 @@ conic is not an ellipse, or when the ellipse's area inside the image is not with
 :data:`MAX_AREA_RATIO` of the mask's.
 
 Chosen on 40 HC18 training images (not the test set), LiteMedSAM zero-shot Dice, tight box / sides jittered by
-10%: 0.955 / 0.938 -> 0.961 / 0.945 with the ellipse; with box fitting (:mod:`.box_fit`) 0.969 / 0.940 ->
-0.974 / 0.947. A tolerance of 0.5, 1 or 2 model pixels changes these by at most 0.001.
+10% (the benchmark's prompts, :func:`frugalseg.engine.foundation_bench.prompt_variants`): 0.955 / 0.938 ->
+0.961 / 0.945 with the ellipse; with box fitting (:mod:`.box_fit`) 0.969 / 0.940 -> 0.973 / 0.947. A tolerance
+of 0.5, 1 or 2 model pixels changes these by at most 0.001.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scipy import ndimage
 from skimage.measure import find_contours
 
 __all__ = [
+    "EDGE_LOGIT",
     "MAX_AREA_RATIO",
     "MIN_POINTS",
     "SHAPES",
