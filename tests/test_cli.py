@@ -133,3 +133,8 @@ def test_an_unknown_shape_prior_is_refused_before_anything_runs(tmp_path: Path) 
     )
     assert result.returncode == 2 and "--shape disc" in result.stderr and "ellipse" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+    args = ("pseudolabel", "--data", "phantom:2:64", "--simulate", "boxes", "--out", str(out))
+    result = run_cli(*args, "--box-slack", "0.1")
+    assert result.returncode == 2 and "needs a shape prior" in result.stderr and not out.exists()
+    result = run_cli(*args, "--shape", "ellipse", "--box-slack", "0.1,wide")
+    assert result.returncode == 2 and "'0.1,wide'" in result.stderr and "Traceback" not in result.stderr

@@ -8,7 +8,15 @@ import torch
 from skimage.draw import ellipse as draw_ellipse
 
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, Prompts
-from frugalseg.foundation.shape_prior import EDGE_LOGIT, ellipse_logits, ellipse_mask, fit_conic, fit_ellipses, outline
+from frugalseg.foundation.shape_prior import (
+    EDGE_LOGIT,
+    check_shape,
+    ellipse_logits,
+    ellipse_mask,
+    fit_conic,
+    fit_ellipses,
+    outline,
+)
 
 SHAPE = (200, 300)
 
@@ -42,9 +50,9 @@ def test_an_object_cut_by_its_box_is_carried_on_past_the_cut() -> None:
     cut = HEAD.copy()
     cut[:, CUT_AT + 1 :] = False
     assert dice(cut, HEAD) < 0.95
-    restored = fit_ellipses(cut[None], BOX, tolerance=1.5)[0]
+    restored = fit_ellipses(cut[None], BOX, tolerance=1.5)[0][0]
     assert dice(restored, HEAD) > 0.98
-    fitted_to_the_cut_too = fit_ellipses(cut[None], None, tolerance=1.5)[0]
+    fitted_to_the_cut_too = fit_ellipses(cut[None], None, tolerance=1.5)[0][0]
     assert dice(fitted_to_the_cut_too, HEAD) < dice(restored, HEAD) - 0.01
 
 
@@ -54,7 +62,9 @@ def test_what_no_ellipse_fits_keeps_its_mask() -> None:
     speck[50:52, 50:52] = True  # too few outline points
     ring = HEAD & ~filled_ellipse(100, 140, (50, 80), 0.4)  # its outer outline is an ellipse of twice its area
     masks = np.stack([empty, speck, ring])
-    np.testing.assert_array_equal(fit_ellipses(masks, None, tolerance=1.0), masks)
+    kept, agreement = fit_ellipses(masks, None, tolerance=1.0)
+    np.testing.assert_array_equal(kept, masks)
+    np.testing.assert_array_equal(agreement, 0.0)  # no ellipse, no agreement
     assert fit_conic(np.stack([np.arange(30.0), 2 * np.arange(30.0)], axis=1)) is None  # collinear
 
 
@@ -62,9 +72,12 @@ def test_ellipse_logits_keep_agreeing_pixels_and_move_the_others_across_zero() -
     cut = HEAD.copy()
     cut[:, CUT_AT + 1 :] = False
     logits = torch.from_numpy(np.where(cut, 5.0, -5.0)).float()[None]
-    shaped = ellipse_logits(logits, BOX, tolerance=1.5)
-    restored = torch.from_numpy(fit_ellipses(cut[None], BOX, tolerance=1.5))
-    torch.testing.assert_close(shaped > 0, restored)
+    shaped, agreement = ellipse_logits(logits, BOX, tolerance=1.5)
+    restored, expected = fit_ellipses(cut[None], BOX, tolerance=1.5)
+    torch.testing.assert_close(shaped > 0, torch.from_numpy(restored))
+    assert agreement.item() == pytest.approx(dice(cut, restored[0])) and 0.9 < agreement.item() < 0.97
+    assert expected[0] == pytest.approx(agreement.item())
+    restored = torch.from_numpy(restored)
     agree = (logits > 0) == restored
     torch.testing.assert_close(shaped[agree], logits[agree])
     assert torch.all(shaped[~agree].abs() == EDGE_LOGIT)
@@ -95,3 +108,53 @@ def test_the_segmenter_maps_its_decoded_boxes_to_the_image_for_the_fit(monkeypat
     torch.testing.assert_close(shaped.masks, shaped.logits > 0)
     with pytest.raises(ValueError, match="shape"):
         LiteMedSAMSegmenter(LiteMedSAM(seed=0), shape="circle")
+
+
+def test_box_slack_keeps_a_tight_box_and_widens_one_drawn_inside_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in decoder outlines the head inside a rounded version of each box it is given (as LiteMedSAM
+    follows a box that cuts its object) and reports the box's width as its score, which names the box chosen."""
+    to_model = 256 / max(SHAPE)
+    head_rows, head_cols = (60.0, 90.0)
+    head = filled_ellipse(100 * to_model, 140 * to_model, (head_rows * to_model, head_cols * to_model), 0.0, (256, 256))
+    truth = filled_ellipse(100, 140, (head_rows, head_cols), 0.0)
+    rows, cols = np.mgrid[:256, :256]
+
+    def decode(features: torch.Tensor, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.full((len(boxes), 1, 256, 256), -10.0)
+        for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+            across = np.abs((cols - (x0 + x1) / 2) / ((x1 - x0) / 2 + 0.5))
+            down = np.abs((rows - (y0 + y1) / 2) / ((y1 - y0) / 2 + 0.5))
+            logits[index, 0][torch.from_numpy(head & (across**4 + down**4 <= 1))] = 10.0
+        return logits, (boxes[:, 2] - boxes[:, 0])[:, None]
+
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0), shape="ellipse")
+    monkeypatch.setattr(segmenter.model, "decode", decode)
+    embedding = segmenter.encode(np.zeros(SHAPE, dtype=np.uint8))
+    truth_rows, truth_cols = np.nonzero(truth)
+    tight = np.array([[truth_cols.min(), truth_rows.min(), truth_cols.max() + 1, truth_rows.max() + 1]], dtype=float)
+    width, height = tight[0, 2] - tight[0, 0], tight[0, 3] - tight[0, 1]
+    inside = tight + np.array([0.1 * width, 0.1 * height, 0.0, 0.0])  # left and top sides cut the head
+    for box, cut in ((tight, False), (inside, True)):
+        given = segmenter.predict(embedding, Prompts(boxes=box))
+        segmenter.box_slack = (0.05, 0.1)
+        slackened = segmenter.predict(embedding, Prompts(boxes=box))
+        segmenter.box_slack = ()
+        if cut:
+            assert dice(given.masks[0].numpy(), truth) < 0.99 < 0.995 < dice(slackened.masks[0].numpy(), truth)
+            assert slackened.scores[0] > given.scores[0]  # decoded from a wider box
+        else:
+            torch.testing.assert_close(slackened.masks, given.masks)
+            torch.testing.assert_close(slackened.scores, given.scores)
+
+
+def test_box_slack_needs_a_shape_and_fractions() -> None:
+    check_shape("ellipse", (0.05, 0.1))
+    for shape, slack, message in (
+        ("none", (0.1,), "needs a shape"),
+        ("ellipse", (0.0,), "fraction"),
+        ("disc", (), "shape"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            check_shape(shape, slack)
+    with pytest.raises(ValueError, match="needs a shape"):
+        LiteMedSAMSegmenter(LiteMedSAM(seed=0), box_slack=(0.1,))

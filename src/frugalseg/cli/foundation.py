@@ -26,6 +26,14 @@ ShapeOption = Annotated[
         "definition such as a fetal head (foundation.shape_prior); none keeps the model's masks.",
     ),
 ]
+BoxSlackOption = Annotated[
+    str,
+    typer.Option(
+        "--box-slack",
+        help="With --shape: also try each tight box widened by these fractions of its size (comma-separated, "
+        "0.05,0.1 on HC18) and keep the most shape-like mask; for boxes that may cut their objects.",
+    ),
+]
 DecoderOption = Annotated[
     Path | None, typer.Option("--decoder", help="A finetune-sam run: use its fine-tuned decoder.")
 ]
@@ -50,15 +58,19 @@ EncoderStagesOption = Annotated[
 ]
 
 
-def _segmenter(decoder: Path | None, shape: str = "none") -> Any:
+def _segmenter(decoder: Path | None, shape: str = "none", box_slack: str = "") -> Any:
+    """The base or a fine-tuned LiteMedSAM, its options checked before the weights load."""
     from frugalseg.foundation import LiteMedSAMSegmenter
     from frugalseg.foundation.decoder_file import load_finetuned
-    from frugalseg.foundation.shape_prior import SHAPES
+    from frugalseg.foundation.shape_prior import check_shape
 
-    if shape not in SHAPES:
-        raise typer.BadParameter(f"--shape {shape}: expected one of {', '.join(SHAPES)}")
+    try:
+        slack = tuple(float(part) for part in box_slack.split(",") if part.strip())
+        check_shape(shape, slack)
+    except ValueError as error:
+        raise typer.BadParameter(f"--shape {shape} --box-slack {box_slack!r}: {error}") from None
     segmenter = LiteMedSAMSegmenter.from_cache() if decoder is None else load_finetuned(decoder)
-    segmenter.shape = shape
+    segmenter.shape, segmenter.box_slack = shape, slack
     return segmenter
 
 
@@ -84,6 +96,7 @@ def pseudolabel(
     decoder: DecoderOption = None,
     box_fit: BoxFitOption = False,
     shape: ShapeOption = "none",
+    box_slack: BoxSlackOption = "",
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data_format: FormatOption = None,
@@ -111,7 +124,7 @@ def pseudolabel(
         prompts = dict(weak_annotations(dataset.cases, weak, num_classes=dataset.num_classes, seed=seed))
     else:
         prompts = {case.case_id: from_case(case) for case in dataset.cases if case.boxes}
-    segmenter = _segmenter(decoder, shape)
+    segmenter = _segmenter(decoder, shape, box_slack)
     segmenter.fit_boxes = box_fit and decoder is None  # a fine-tuned decoder predicts without
     if embedding_cache is not None:
         segmenter = CachedSegmenter(segmenter, EmbeddingCache(embedding_cache))
@@ -191,6 +204,7 @@ def bench_foundation(
     student: Annotated[bool, typer.Option(help="Also train the pseudo-mask student and its full reference.")] = False,
     box_fit: BoxFitOption = False,
     shape: ShapeOption = "none",
+    box_slack: BoxSlackOption = "",
     seed: Annotated[
         int, typer.Option(help="Seeds the held-out split by subject, the simulated prompts and the trainings.")
     ] = 0,
@@ -199,7 +213,7 @@ def bench_foundation(
     """Zero-shot, jittered and point prompts, pseudo-masks, fine-tuning, student and timing of LiteMedSAM."""
     from frugalseg.engine.foundation_bench import bench_foundation as run
 
-    segmenter = _segmenter(None, shape)
+    segmenter = _segmenter(None, shape, box_slack)
     segmenter.fit_boxes = box_fit
     report = run(
         read_data(data, data_format),

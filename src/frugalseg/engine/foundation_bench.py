@@ -296,6 +296,7 @@ def bench_foundation(
         "weights_sha256": segmenter.weights_sha256,
         "fit_boxes": getattr(segmenter, "fit_boxes", None),
         "shape": getattr(segmenter, "shape", None),
+        "box_slack": list(getattr(segmenter, "box_slack", ())),
         "num_test": len(test_cases),
         "num_pseudo": len(train_cases),
         "ivus": ivus,

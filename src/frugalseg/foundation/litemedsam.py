@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from frugalseg.errors import InputError
-from frugalseg.foundation.box_fit import fit_boxes
+from frugalseg.foundation.box_fit import fit_boxes, widen_boxes
 from frugalseg.foundation.preprocess import (
     BOX_MARGIN,
     boxes_to_model_frame,
@@ -30,7 +30,7 @@ from frugalseg.foundation.preprocess import (
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
 from frugalseg.foundation.sam_mask_decoder import MaskDecoder
 from frugalseg.foundation.sam_prompt_encoder import PromptEncoder
-from frugalseg.foundation.shape_prior import SHAPES, ellipse_logits
+from frugalseg.foundation.shape_prior import AGREEMENT_MARGIN, check_shape, ellipse_logits
 from frugalseg.foundation.tiny_vit import TinyViT
 from frugalseg.foundation.tiny_vit_fast import encode_fast
 
@@ -144,6 +144,9 @@ class LiteMedSAMSegmenter:
             costs on PH2 and IVUS); a fine-tuned decoder, which learned how far its masks reach, predicts without.
         shape: ``"ellipse"`` replaces each mask by the ellipse fitted to its outline (:mod:`.shape_prior`), for
             objects that are ellipses by definition; ``"none"`` (default) keeps the model's masks.
+        box_slack: with a shape prior, also decode each tight box-only prompt widened on every side by these
+            fractions of its size and keep the most shape-like mask (:mod:`.shape_prior`; ``()``: the box as
+            given, the default).
     """
 
     def __init__(
@@ -157,11 +160,11 @@ class LiteMedSAMSegmenter:
         zoom: float = 0.0,
         fit_boxes: bool = False,
         shape: str = "none",
+        box_slack: tuple[float, ...] = (),
     ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
-        if shape not in SHAPES:
-            raise ValueError(f"shape {shape!r}: expected one of {SHAPES}")
+        check_shape(shape, box_slack)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.max_objects_per_batch = max_objects_per_batch
@@ -169,6 +172,7 @@ class LiteMedSAMSegmenter:
         self.zoom = zoom
         self.fit_boxes = fit_boxes
         self.shape = shape
+        self.box_slack = box_slack
         self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
 
     @classmethod
@@ -239,7 +243,8 @@ class LiteMedSAMSegmenter:
     def predict(self, embedding: Embedding, prompts: Prompts) -> MaskPrediction:
         """One mask per object (``multimask_output=False``), at the original image size, on the CPU. Tight
         box-only prompts are fitted (:func:`~frugalseg.foundation.box_fit.fit_boxes`) when ``fit_boxes`` is set;
-        with ``shape="ellipse"`` the logits are moved so that the masks are the fitted ellipses.
+        with ``shape="ellipse"`` the logits are moved so that the masks are the fitted ellipses, and ``box_slack``
+        tries wider boxes (:meth:`_most_shaped`).
 
         Raises:
             InputError: the embedding comes from another model, or a prompt leaves the image.
@@ -254,10 +259,11 @@ class LiteMedSAMSegmenter:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
             labels = torch.tensor(prompts.point_labels, dtype=torch.int64)
         boxes = None
-        if prompts.boxes is not None and points is None and prompts.tight_boxes and self.fit_boxes:
+        tight = prompts.boxes if points is None and prompts.tight_boxes else None  # box-only tight prompts
+        if tight is not None and self.fit_boxes:
             low_res, iou, boxes = fit_boxes(
                 lambda boxes: self._decode(features, boxes=boxes),
-                boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE),
+                boxes_to_model_frame(tight, original, image_size=IMAGE_SIZE),
                 margin=self.box_margin,
                 last=last_pixel(original, image_size=IMAGE_SIZE),
                 resized=embedding.resized_size,
@@ -269,10 +275,48 @@ class LiteMedSAMSegmenter:
             low_res, iou = self._decode(features, boxes=boxes, points=points, point_labels=labels)
         logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
         if self.shape == "ellipse":
-            to_original = max(original) / IMAGE_SIZE  # original pixels per model pixel
-            boxes_original = None if boxes is None else boxes.numpy().astype(np.float64) * to_original
-            logits = ellipse_logits(logits, boxes_original, tolerance=to_original)
+            logits, agreement = self._ellipse(logits, boxes, original)
+            if tight is not None and self.box_slack:
+                logits, iou = self._most_shaped(embedding, features, tight, logits, iou, agreement)
         return MaskPrediction(masks=logits > 0, scores=iou, logits=logits)
+
+    def _most_shaped(
+        self,
+        embedding: Embedding,
+        features: torch.Tensor,
+        given: np.ndarray,
+        logits: torch.Tensor,
+        iou: torch.Tensor,
+        agreement: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode the ``(N, 4)`` given boxes (original pixels) widened by each ``box_slack`` fraction of their
+        size; an object takes the widened box whose ellipse agreement beats the given box's ``agreement`` by
+        :data:`~.shape_prior.AGREEMENT_MARGIN` and every other widened box's. Returns ``logits`` and ``iou``
+        with those objects replaced."""
+        original = embedding.original_size
+        frame = boxes_to_model_frame(given, original, image_size=IMAGE_SIZE)
+        sizes = (frame[:, 2:] - frame[:, :2]).repeat(1, 2)
+        to_beat = agreement + AGREEMENT_MARGIN
+        for slack in self.box_slack:
+            wider = widen_boxes(frame, self.box_margin + slack * sizes, last_pixel(original, image_size=IMAGE_SIZE))
+            wider_low_res, wider_iou = self._decode(features, boxes=wider)
+            wider_logits, wider_agreement = self._ellipse(
+                logits_to_original(wider_low_res, embedding.resized_size, original, image_size=IMAGE_SIZE),
+                wider,
+                original,
+            )
+            better = wider_agreement > to_beat
+            logits[better], iou[better] = wider_logits[better], wider_iou[better]
+            to_beat[better] = wider_agreement[better]
+        return logits, iou
+
+    def _ellipse(
+        self, logits: torch.Tensor, boxes: torch.Tensor | None, original: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`~.shape_prior.ellipse_logits` for logits at the original size and boxes in the model frame."""
+        to_original = max(original) / IMAGE_SIZE  # original pixels per model pixel
+        boxes_original = None if boxes is None else boxes.numpy().astype(np.float64) * to_original
+        return ellipse_logits(logits, boxes_original, tolerance=to_original)
 
     def _decode(
         self,
