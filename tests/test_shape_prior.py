@@ -77,8 +77,7 @@ def test_ellipse_logits_keep_agreeing_pixels_and_move_the_others_across_zero() -
     torch.testing.assert_close(shaped > 0, torch.from_numpy(restored))
     assert agreement.item() == pytest.approx(dice(cut, restored[0])) and 0.9 < agreement.item() < 0.97
     assert expected[0] == pytest.approx(agreement.item())
-    restored = torch.from_numpy(restored)
-    agree = (logits > 0) == restored
+    agree = (logits > 0) == torch.from_numpy(restored)
     torch.testing.assert_close(shaped[agree], logits[agree])
     assert torch.all(shaped[~agree].abs() == EDGE_LOGIT)
 
