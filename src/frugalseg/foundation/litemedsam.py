@@ -259,11 +259,13 @@ class LiteMedSAMSegmenter:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
             labels = torch.tensor(prompts.point_labels, dtype=torch.int64)
         boxes = None
-        tight = prompts.boxes if points is None and prompts.tight_boxes else None  # box-only tight prompts
+        tight = None  # box-only tight prompts in the model frame, before any margin
+        if prompts.boxes is not None and points is None and prompts.tight_boxes:
+            tight = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE)
         if tight is not None and self.fit_boxes:
             low_res, iou, boxes = fit_boxes(
                 lambda boxes: self._decode(features, boxes=boxes),
-                boxes_to_model_frame(tight, original, image_size=IMAGE_SIZE),
+                tight,
                 margin=self.box_margin,
                 last=last_pixel(original, image_size=IMAGE_SIZE),
                 resized=embedding.resized_size,
@@ -284,21 +286,20 @@ class LiteMedSAMSegmenter:
         self,
         embedding: Embedding,
         features: torch.Tensor,
-        given: np.ndarray,
+        given: torch.Tensor,
         logits: torch.Tensor,
         iou: torch.Tensor,
         agreement: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode the ``(N, 4)`` given boxes (original pixels) widened by each ``box_slack`` fraction of their
-        size; an object takes the widened box whose ellipse agreement beats the given box's ``agreement`` by
-        :data:`~.shape_prior.AGREEMENT_MARGIN` and every other widened box's. Returns ``logits`` and ``iou``
+        """Decode the ``(N, 4)`` given boxes (model frame, no margin) widened by each ``box_slack`` fraction of
+        their size; an object takes the widened box whose ellipse agreement beats the given box's ``agreement``
+        by :data:`~.shape_prior.AGREEMENT_MARGIN` and every other widened box's. Returns ``logits`` and ``iou``
         with those objects replaced."""
         original = embedding.original_size
-        frame = boxes_to_model_frame(given, original, image_size=IMAGE_SIZE)
-        sizes = (frame[:, 2:] - frame[:, :2]).repeat(1, 2)
+        sizes = (given[:, 2:] - given[:, :2]).repeat(1, 2)
         to_beat = agreement + AGREEMENT_MARGIN
         for slack in self.box_slack:
-            wider = widen_boxes(frame, self.box_margin + slack * sizes, last_pixel(original, image_size=IMAGE_SIZE))
+            wider = widen_boxes(given, self.box_margin + slack * sizes, last_pixel(original, image_size=IMAGE_SIZE))
             wider_low_res, wider_iou = self._decode(features, boxes=wider)
             wider_logits, wider_agreement = self._ellipse(
                 logits_to_original(wider_low_res, embedding.resized_size, original, image_size=IMAGE_SIZE),
