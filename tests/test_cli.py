@@ -119,6 +119,14 @@ def test_active_learning_loop_runs_and_reports_rounds(tmp_path: Path) -> None:
     state = json.loads((out / "state.json").read_text())
     assert state["complete"] and len(state["labelled"]) == 8
     assert "round" in result.stdout
+    last = sorted(out.glob("round_*.pt"))[-1]
+    quality = ("bench", "quality", "--data", "phantom:16:64", "--test-data", "phantom:4:64", str(last), "--json")
+    result = run_cli(*quality, str(tmp_path / "q.json"), "--shape", "ellipse")
+    assert result.returncode == 0, result.stderr
+    assert "quality_flips_shape" in json.loads((tmp_path / "q.json").read_text())["summary"]
+    result = run_cli(*quality, str(tmp_path / "bad.json"), "--shape", "disc")
+    assert result.returncode == 2 and "'disc'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bad.json").exists()
 
 
 def test_a_bad_count_is_refused() -> None:

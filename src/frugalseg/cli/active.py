@@ -190,10 +190,16 @@ def bench_quality(
     ),
     size: Annotated[int, typer.Option(help="Network side, idem.")] = 128,
     dropout: Annotated[float, typer.Option(help="Dropout, idem.")] = 0.1,
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="ellipse: also each estimate times the agreement of the predicted mask with its fitted ellipse, "
+            "for objects that are ellipses by definition such as a fetal head (quality.shape); none: not."
+        ),
+    ] = "none",
     data_format: FormatOption = None,
 ) -> None:
     """How well saved SQA networks predict their own per-image Dice: error branch alone and with flip agreement."""
-    from frugalseg.engine.quality_bench import ESTIMATES
     from frugalseg.engine.quality_bench import bench_quality as run
 
     dataset = read_data(data, data_format)
@@ -206,17 +212,19 @@ def bench_quality(
         model=model,
         size=size,
         dropout=dropout,
+        shape=shape,
         log=console.log,
     )
+    estimates = tuple(report["summary"])
     rows = [
         (
             "/".join(Path(n["checkpoint"]).parts[-2:]),
             f"{n['dice_mean']:.4f}",
-            *(_format(n[estimate].get("pearson")) for estimate in ESTIMATES),
+            *(_format(n[estimate].get("pearson")) for estimate in estimates),
         )
         for n in report["networks"]
     ]
-    print_rows(f"Pearson of predicted vs true Dice ({on})", ("checkpoint", "Dice", *ESTIMATES), rows)
+    print_rows(f"Pearson of predicted vs true Dice ({on})", ("checkpoint", "Dice", *estimates), rows)
     typer.echo(f"-> {json_path}")
 
 

@@ -1,10 +1,11 @@
 """``frugalseg bench quality``: how well saved SQA networks predict their own Dice, image by image.
 
 For each checkpoint: its Dice on the cases and the calibration (Pearson, Spearman, mean absolute error against
-the true per-image Dice) of two estimates made without ground truth, the error branch's (``quality``) and the
-same with flip agreement (``quality_flips``, :mod:`frugalseg.quality.flips`). A checkpoint saved by
-``frugalseg al`` or ``bench al`` has its settings beside it (a run's ``settings.json``, a reference's record),
-which give its model, size and dropout; otherwise the options do.
+the true per-image Dice) of the estimates made without ground truth, the error branch's (``quality``) and the
+same with flip agreement (``quality_flips``, :mod:`frugalseg.quality.flips`); with ``shape="ellipse"``, also
+each times the shape agreement (``quality_shape``, ``quality_flips_shape``, :mod:`frugalseg.quality.shape`).
+A checkpoint saved by ``frugalseg al`` or ``bench al`` has its settings beside it (a run's ``settings.json``, a
+reference's record), which give its model, size and dropout; otherwise the options do.
 
 ``on="test"`` scores the held-out split (:func:`~frugalseg.engine.bench.held_out_split`, seed 0, as
 ``bench al``) or the given test cases. ``on="pool"`` scores the pool images the network did not learn from
@@ -23,17 +24,13 @@ import numpy as np
 
 from frugalseg.atomic import atomic_write_json
 from frugalseg.data.case import Case, Dataset
-from frugalseg.engine.al_report import mean_calibration
+from frugalseg.engine.al_report import mean_defined
 from frugalseg.engine.al_run import labelled_cases, load_sqa_network
 from frugalseg.engine.bench import held_out_split
-from frugalseg.engine.sqa_train import evaluate_sqa
+from frugalseg.engine.sqa_train import evaluate_sqa, quality_estimates
 from frugalseg.errors import InputError
 
-__all__ = ["ESTIMATES", "bench_quality"]
-
-ESTIMATES = ("quality", "quality_flips")
-"""The two quality estimates compared, as keys of :func:`~frugalseg.engine.sqa_train.evaluate_sqa`'s report (the
-order of :func:`~frugalseg.engine.al_report.mean_calibration`'s plain and ``flips`` means)."""
+__all__ = ["bench_quality"]
 
 
 def _network_settings(checkpoint: Path, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -77,23 +74,28 @@ def bench_quality(
     model: str = "sqa_small",
     size: int = 128,
     dropout: float = 0.1,
+    shape: str = "none",
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Calibration of each checkpoint's quality estimates; writes and returns the report.
 
     Returns:
-        ``{"on", "networks": [{"checkpoint", "cases", "dice_mean", "quality": {"pearson", "spearman", "mae"},
-        "quality_flips": {...}}], "summary": {estimate: {"pearson_mean", "pearson_min", "spearman_mean",
-        "mae_mean"}}, "seconds"}``.
+        ``{"on", "shape", "networks": [{"checkpoint", "cases", "dice_mean", "quality": {"pearson", "spearman",
+        "mae"}, "quality_flips": {...}, ...}], "summary": {estimate: {"pearson_mean", "pearson_min",
+        "spearman_mean", "mae_mean"}}, "seconds"}``.
 
     Raises:
-        InputError: no checkpoint, an unreadable one, fewer than two cases to score, or ``on="pool"``
-            without a run's ``state.json``.
+        InputError: no checkpoint, an unreadable one, fewer than two cases to score, an unknown ``shape``, or
+            ``on="pool"`` without a run's ``state.json``.
     """
     if not checkpoints:
         raise InputError("bench quality needs at least one checkpoint")
     if on not in ("test", "pool"):
         raise InputError(f"on={on!r}: expected test or pool")
+    try:
+        estimates = quality_estimates(shape)
+    except ValueError as error:
+        raise InputError(str(error)) from error
     started = time.perf_counter()
     if test_cases is None:
         pool, test = held_out_split(dataset, seed=0)
@@ -113,30 +115,30 @@ def bench_quality(
             num_classes=dataset.num_classes,
             dropout=settings["dropout"],
         )
-        report = evaluate_sqa(network, cases, size=settings["size"], class_names=dataset.class_names)
+        report = evaluate_sqa(network, cases, size=settings["size"], class_names=dataset.class_names, shape=shape)
         networks.append(
             {
                 "checkpoint": str(checkpoint),
                 "cases": len(cases),
                 "dice_mean": report["dice_mean"],
-                **{estimate: report[estimate] for estimate in ESTIMATES},
+                **{estimate: report[estimate] for estimate in estimates},
             }
         )
         if log is not None:
             log(
                 f"{checkpoint}: Dice {report['dice_mean']:.4f}, Pearson "
-                + ", ".join(f"{estimate} {report[estimate].get('pearson', float('nan')):.3f}" for estimate in ESTIMATES)
+                + ", ".join(f"{estimate} {report[estimate].get('pearson', float('nan')):.3f}" for estimate in estimates)
             )
-    means = mean_calibration(networks)
     summary = {}
-    for estimate, mean in zip(ESTIMATES, (means, means["flips"]), strict=True):
-        pearson = [float(r) for n in networks if (r := n[estimate].get("pearson")) is not None and np.isfinite(r)]
+    for estimate in estimates:
+        pearson = [r for n in networks if (r := n[estimate].get("pearson")) is not None and np.isfinite(r)]
         summary[estimate] = {
-            "pearson_mean": mean["pearson"],
+            "pearson_mean": mean_defined(pearson),
             "pearson_min": min(pearson) if pearson else None,
-            "spearman_mean": mean["spearman"],
-            "mae_mean": mean["mae"],
+            "spearman_mean": mean_defined([n[estimate].get("spearman") for n in networks]),
+            "mae_mean": mean_defined([n[estimate].get("mae") for n in networks]),
         }
-    result = {"on": on, "networks": networks, "summary": summary, "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    result = {"on": on, "shape": shape, "networks": networks, "summary": summary, "seconds": seconds}
     atomic_write_json(json_path, result)
     return result

@@ -26,6 +26,7 @@ from frugalseg.engine.augment import augment_batch
 from frugalseg.engine.config import TrainConfig
 from frugalseg.engine.preprocess import image_to_tensor, resize_probabilities, stack_cases
 from frugalseg.errors import InputError
+from frugalseg.foundation.shape_prior import check_shape
 from frugalseg.metrics import dice_score
 from frugalseg.models import create_model
 from frugalseg.models.sqa import SQANet, enable_mc_dropout, prior_logit_shift
@@ -38,8 +39,9 @@ from frugalseg.quality import (
     sqa_loss,
 )
 from frugalseg.quality.flips import flip_error_map, flipped_views
+from frugalseg.quality.shape import shape_agreement
 
-__all__ = ["QualityPrediction", "evaluate_sqa", "fine_tune_sqa", "predict_with_quality"]
+__all__ = ["QualityPrediction", "evaluate_sqa", "fine_tune_sqa", "predict_with_quality", "quality_estimates"]
 
 
 def _seed_from(generator: torch.Generator) -> int:
@@ -162,12 +164,14 @@ class QualityPrediction:
         bald: mean MC-dropout mutual information, ``None`` without MC samples.
         predictive_entropy: mean entropy of the MC-dropout mean prediction, ``None`` without MC samples.
         features: global average of the deepest encoder features (core-set), ``None`` unless asked.
-        flip_quality: the quality estimate with flip agreement (:mod:`frugalseg.quality.flips`), ``None``
-            unless asked.
+        flip_dice: predicted Dice of each foreground class with flip agreement (:mod:`frugalseg.quality.flips`),
+            ``None`` unless asked.
+        shape_agreement: each foreground class's agreement with the ellipse fitted to its outline, from the label
+            map at the image's size (:mod:`frugalseg.quality.shape`), ``None`` unless asked.
 
     Shape:
         ``label (H, W)`` uint8, ``probabilities (C, H, W)``, ``error_prob (H, W)`` float32,
-        ``predicted_dice (C - 1,)``, ``features (D,)``.
+        ``predicted_dice``, ``flip_dice``, ``shape_agreement (C - 1,)``, ``features (D,)``.
     """
 
     label: np.ndarray | None
@@ -180,7 +184,13 @@ class QualityPrediction:
     bald: float | None = None
     predictive_entropy: float | None = None
     features: np.ndarray | None = None
-    flip_quality: float | None = None
+    flip_dice: np.ndarray | None = None
+    shape_agreement: np.ndarray | None = None
+
+    @property
+    def flip_quality(self) -> float | None:
+        """The quality estimate with flip agreement: mean of ``flip_dice``."""
+        return None if self.flip_dice is None else float(self.flip_dice.mean())
 
 
 @torch.inference_mode()
@@ -193,6 +203,7 @@ def predict_with_quality(
     keep_maps: bool = True,
     features: bool = False,
     flips: bool = False,
+    shape: str = "none",
     error_prevalence: float | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -209,6 +220,8 @@ def predict_with_quality(
             when scoring a large pool).
         features: return encoder features for core-set selection.
         flips: also estimate quality with flip agreement (three more passes per image).
+        shape: ``"ellipse"`` also measures each class's shape agreement (objects that are ellipses by
+            definition, :mod:`frugalseg.quality.shape`); ``"none"`` does not.
         error_prevalence: fraction ``pi`` of wrong pixels the error head was trained on: its logits are
             shifted by ``log(pi / (1 - pi))`` to undo the class balancing's 50/50 prior. ``None`` uses the
             prevalence the network recorded in training (:meth:`~frugalseg.models.sqa.SQANet.error_prior_shift`;
@@ -217,10 +230,11 @@ def predict_with_quality(
         seed: seeds the MC-dropout masks (the global random state is left as it was).
 
     Raises:
-        ValueError: ``mc_samples > 0`` on a network without dropout, or a bad ``error_prevalence``.
+        ValueError: ``mc_samples > 0`` on a network without dropout, a bad ``error_prevalence`` or ``shape``.
     """
     if mc_samples < 0 or batch_size < 1:
         raise ValueError(f"expected mc_samples >= 0 and batch_size >= 1, got {mc_samples} and {batch_size}")
+    check_shape(shape)
     shift = network.error_prior_shift() if error_prevalence is None else prior_logit_shift(error_prevalence)
     network.eval()
     device = next(network.parameters()).device
@@ -252,7 +266,11 @@ def predict_with_quality(
             if mc_samples:
                 bald, predictive = _mc_scores(network, x, mc_samples, seed=seed + start)
             for i, case in enumerate(chunk):
-                maps = _maps(probs[i], error[i], case.shape) if keep_maps else (None, None, None)
+                maps = _maps(probs[i], error[i], case.shape) if keep_maps or shape != "none" else (None,) * 3
+                agreement = None
+                if maps[0] is not None and shape != "none":
+                    agreement = shape_agreement(maps[0], num_classes=network.num_classes)
+                maps = maps if keep_maps else (None, None, None)
                 results.append(
                     QualityPrediction(
                         label=maps[0],
@@ -265,7 +283,8 @@ def predict_with_quality(
                         bald=None if bald is None else float(bald[i]),
                         predictive_entropy=None if predictive is None else float(predictive[i]),
                         features=None if pooled is None else pooled[i],
-                        flip_quality=None if flip_dice is None else float(flip_dice[i].mean()),
+                        flip_dice=None if flip_dice is None else flip_dice[i].numpy().astype(np.float64),
+                        shape_agreement=agreement,
                     )
                 )
     finally:
@@ -307,29 +326,40 @@ _CHUNK = 16
 
 
 def evaluate_sqa(
-    network: SQANet, cases: Sequence[Case], *, size: int, class_names: Sequence[str], error_map: bool = False
+    network: SQANet,
+    cases: Sequence[Case],
+    *,
+    size: int,
+    class_names: Sequence[str],
+    error_map: bool = False,
+    shape: str = "none",
 ) -> dict[str, Any]:
     """Dice of the SQA network on labelled ``cases`` and how well it predicts its own quality.
 
     Per case: the mean foreground Dice at the image's size (empty rule of
     :func:`~frugalseg.metrics.dice_score`) and the predicted quality, from the error branch alone
-    (``quality``) and with flip agreement (``quality_flips``). Calibration: Pearson and Spearman correlation
-    and mean absolute error between each and the true Dice (NaN correlations when either is constant).
-    With ``error_map``, the mean over cases of the pixel AUROC and AP of the error map.
+    (``quality``) and with flip agreement (``quality_flips``); with ``shape="ellipse"``, each also times the
+    shape agreement (``quality_shape``, ``quality_flips_shape``; :mod:`frugalseg.quality.shape`). Calibration:
+    Pearson and Spearman correlation and mean absolute error between each and the true Dice (NaN correlations
+    when either is constant). With ``error_map``, the mean over cases of the pixel AUROC and AP of the error map.
     """
     num_classes = len(class_names)
-    true, predicted, with_flips, per_class, aurocs, aps = [], [], [], [], [], []
+    true, per_class, aurocs, aps = [], [], [], []
+    estimates: dict[str, list[float]] = {name: [] for name in quality_estimates(shape)}
     for start in range(0, len(cases), _CHUNK):
         chunk = list(cases[start : start + _CHUNK])
-        for case, p in zip(chunk, predict_with_quality(network, chunk, size=size, flips=True), strict=True):
-            if case.label is None or p.label is None or p.error_prob is None:
+        rated = predict_with_quality(network, chunk, size=size, flips=True, shape=shape)
+        for case, p in zip(chunk, rated, strict=True):
+            if case.label is None or p.label is None or p.error_prob is None or p.flip_dice is None:
                 raise InputError(f"case {case.case_id}: evaluation needs its label map")
             valid = case.label != IGNORE
             scores = [dice_score(p.label == c, case.label == c, valid_mask=valid) for c in range(1, num_classes)]
             per_class.append(scores)
             true.append(float(np.mean(scores)))
-            predicted.append(p.quality)
-            with_flips.append(p.flip_quality)
+            for name, dice in (("quality", p.predicted_dice), ("quality_flips", p.flip_dice)):
+                estimates[name].append(float(dice.mean()))
+                if p.shape_agreement is not None:
+                    estimates[f"{name}_shape"].append(float((dice * p.shape_agreement).mean()))
             if error_map:
                 result = error_map_auroc_ap(p.error_prob, (p.label != case.label) & valid, valid)
                 aurocs.append(result["auroc"])
@@ -337,10 +367,20 @@ def evaluate_sqa(
     report: dict[str, Any] = {
         "dice_mean": float(np.mean(true)),
         "dice_per_class": dict(zip(class_names[1:], np.mean(per_class, axis=0).tolist(), strict=True)),
-        "predicted_quality_mean": float(np.mean(predicted)),
-        "quality": calibration_report(predicted, true) if len(true) >= 2 else {},
-        "quality_flips": calibration_report(with_flips, true) if len(true) >= 2 else {},
+        "predicted_quality_mean": float(np.mean(estimates["quality"])),
+        **{name: calibration_report(values, true) if len(true) >= 2 else {} for name, values in estimates.items()},
     }
     if error_map:
         report["error_map"] = {"auroc": mean_defined(aurocs), "ap": mean_defined(aps)}
     return report
+
+
+def quality_estimates(shape: str = "none") -> tuple[str, ...]:
+    """Names of :func:`evaluate_sqa`'s quality estimates: error branch, with flips, and with ``shape`` each.
+
+    Raises:
+        ValueError: an unknown ``shape``.
+    """
+    check_shape(shape)
+    plain = ("quality", "quality_flips")
+    return plain if shape == "none" else (*plain, *(f"{name}_shape" for name in plain))
