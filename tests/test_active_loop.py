@@ -257,6 +257,7 @@ class Toy:
         self.quality = {c.case_id: 0.2 + 0.01 * i if i % 7 == 3 else 0.9 - 0.001 * i for i, c in enumerate(pool)}
         self.feature = {c.case_id: float(i) for i, c in enumerate(pool)}
         self.flip_quality = {c.case_id: 0.5 + 0.01 * i for i, c in enumerate(pool)}  # another order: first worst
+        self.shape_quality = {c.case_id: 0.5 - 0.01 * i for i, c in enumerate(pool)}  # and another: last worst
 
     def fine_tune(self, labelled: list[Case], round_index: int) -> tuple[Any, ...]:
         if round_index == self.fail_at_round:
@@ -275,6 +276,7 @@ class Toy:
                 "quality": q,
                 "entropy": 1.0 - q,
                 "flip_quality": np.array([self.flip_quality[c.case_id] for c in cases]),
+                "shape_quality": np.array([self.shape_quality[c.case_id] for c in cases]),
             },
             features=np.array([[self.feature[c.case_id], 0.0] for c in cases]),
         )
@@ -302,7 +304,7 @@ def pool() -> list[Case]:
 
 
 @pytest.mark.parametrize(
-    "strategy", ["random", "evenly_spaced", "entropy", "sqa", "sqa_diverse", "sqa_flips", "coreset"]
+    "strategy", ["random", "evenly_spaced", "entropy", "sqa", "sqa_diverse", "sqa_flips", "sqa_shape", "coreset"]
 )
 def test_selection_counts_and_no_case_twice(pool: list[Case], tmp_path: Path, strategy: str) -> None:
     toy = Toy(pool)
@@ -324,10 +326,12 @@ def test_sqa_picks_worst_predicted_quality_and_entropy_the_most_uncertain(pool: 
         unlabelled = [c.case_id for c in pool if c.case_id not in result.labelled_ids[:2]]
         worst = sorted(unlabelled, key=lambda i: toy.quality[i])[:3]
         assert result.rounds[0]["selected"] == worst
-    toy = Toy(pool)
-    result = _run(pool, toy, tmp_path / "sqa_flips", strategy="sqa_flips", initial=2, batch=3, rounds=1, seed=0)
-    unlabelled = [c.case_id for c in pool if c.case_id not in result.labelled_ids[:2]]
-    assert result.rounds[0]["selected"] == sorted(unlabelled, key=lambda i: toy.flip_quality[i])[:3]
+    for strategy in ("sqa_flips", "sqa_shape"):
+        toy = Toy(pool)
+        result = _run(pool, toy, tmp_path / strategy, strategy=strategy, initial=2, batch=3, rounds=1, seed=0)
+        unlabelled = [c.case_id for c in pool if c.case_id not in result.labelled_ids[:2]]
+        estimate = toy.flip_quality if strategy == "sqa_flips" else toy.shape_quality
+        assert result.rounds[0]["selected"] == sorted(unlabelled, key=lambda i: estimate[i])[:3]
 
 
 def test_sqa_diverse_skips_neighbouring_frames(tmp_path: Path) -> None:

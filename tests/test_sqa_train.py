@@ -212,17 +212,27 @@ def test_two_round_sqa_loop_on_phantom_frames(phantom: Dataset, tmp_path: Path) 
         _run_al(pool, test, tmp_path / "run", epochs_per_round=2)
 
 
-def test_sqa_flips_loop_ranks_by_the_flip_agreement_estimate(phantom: Dataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "option", "estimate"),
+    [("sqa_flips", {"flips": True}, "flip_quality"), ("sqa_shape", {"shape": "ellipse"}, "shape_quality")],
+)
+def test_sqa_variants_rank_the_pool_by_their_estimate(
+    phantom: Dataset, tmp_path: Path, strategy: str, option: dict[str, Any], estimate: str
+) -> None:
     pool, test = _pool(phantom)
-    plain = _run_al(pool, test, tmp_path / "sqa", rounds=1)
-    flips = _run_al(pool, test, tmp_path / "flips", strategy="sqa_flips", rounds=1)
-    assert flips.labelled_ids[:4] == plain.labelled_ids[:4]  # same cold start and first network
-    unlabelled = [c for c in pool.cases if c.case_id not in flips.labelled_ids[:4]]
-    # the cold start's network, as the loop saved it, rates the pool with flips: the loop took the worst four
-    first = load_sqa_network(tmp_path / "flips" / "round_00.pt", "sqa_test", in_channels=1, num_classes=3, dropout=0.1)
-    rated = predict_with_quality(first, unlabelled, size=32, keep_maps=False, flips=True)
-    worst = [unlabelled[i].case_id for i in np.argsort([p.flip_quality for p in rated], kind="stable")[:4]]
-    assert flips.rounds[0]["selected"] == worst
+    trained = {"rounds": 1, "epochs_per_round": 8}  # a network that finds the objects, so shapes differ
+    plain = _run_al(pool, test, tmp_path / "sqa", **trained)
+    variant = _run_al(pool, test, tmp_path / strategy, strategy=strategy, **trained)
+    assert variant.labelled_ids[:4] == plain.labelled_ids[:4]  # same cold start and first network
+    unlabelled = [c for c in pool.cases if c.case_id not in variant.labelled_ids[:4]]
+    # the cold start's network, as the loop saved it, rates the pool: the loop took the worst four by the estimate
+    path = tmp_path / strategy / "round_00.pt"
+    first = load_sqa_network(path, "sqa_test", in_channels=1, num_classes=3, dropout=0.1)
+    rated = predict_with_quality(first, unlabelled, size=32, keep_maps=False, **option)
+    values = {case.case_id: getattr(p, estimate) for case, p in zip(unlabelled, rated, strict=True)}
+    selected = variant.rounds[0]["selected"]
+    assert len(set(values.values())) > 4 and len(selected) == 4
+    assert max(values[i] for i in selected) <= min(v for i, v in values.items() if i not in selected)  # ties
 
 
 def test_box_acquisitions_train_on_the_foundation_models_masks(phantom: Dataset, tmp_path: Path) -> None:

@@ -67,10 +67,12 @@ LOOP_STRATEGIES: dict[str, str | None] = {
     "sqa": "quality",
     "sqa_diverse": "quality",
     "sqa_flips": "flip_quality",
+    "sqa_shape": "shape_quality",
 }
 """Strategy name -> the key of :attr:`PoolScores.scores` it ranks by (``None``: no per-image score needed;
 ``coreset`` uses :attr:`PoolScores.features`). Higher entropy/BALD first; lower predicted quality first
-(``sqa_flips``: the quality estimated with flip agreement, :mod:`frugalseg.quality.flips`)."""
+(``sqa_flips``: the quality estimated with flip agreement, :mod:`frugalseg.quality.flips`; ``sqa_shape``: with
+agreement to the fitted ellipse, :mod:`frugalseg.quality.shape`, for objects that are ellipses by definition)."""
 
 Count = int | float
 
@@ -254,7 +256,7 @@ def _select(
     if key is None:
         raise ValueError(f"strategy {strategy!r} has no per-image score")
     values = _required(score(model, unlabelled), key, n)
-    ranking = sqa_scores(values) if key in ("quality", "flip_quality") else values
+    ranking = sqa_scores(values) if key in ("quality", "flip_quality", "shape_quality") else values
     order = rank_by_score(ranking, seed=rng)
     if strategy == "sqa_diverse":
         chosen = select_top_k_diverse(ranking, k, positions=_positions(unlabelled), min_gap=min_gap, seed=rng)

@@ -32,7 +32,7 @@ def parse_count(text: str) -> int | float:
 def al(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Loop folder (state.json, one checkpoint per round).")],
-    strategy: Annotated[str, typer.Option(help="Selection strategy, e.g. sqa, sqa_diverse, random, entropy.")] = "sqa",
+    strategy: Annotated[str, typer.Option(help="Selection strategy, e.g. sqa, sqa_shape, random, entropy.")] = "sqa",
     initial: Annotated[str, typer.Option(help="Cold-start size: a percentage of the pool or a count.")] = "2%",
     batch: Annotated[str, typer.Option(help="Images acquired per round: a percentage or a count.")] = "2%",
     rounds: Annotated[int, typer.Option(help="Acquisition rounds after the cold start.")] = 4,

@@ -65,6 +65,7 @@ def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str
             keep_maps=False,
             features=strategy == "coreset",
             flips=strategy == "sqa_flips",
+            shape="ellipse" if strategy == "sqa_shape" else "none",
             seed=start,
         )
     scores = {
@@ -73,6 +74,8 @@ def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str
     }
     if strategy == "sqa_flips":
         scores["flip_quality"] = np.array([p.flip_quality for p in preds], dtype=np.float64)
+    if strategy == "sqa_shape":
+        scores["shape_quality"] = np.array([p.shape_quality for p in preds], dtype=np.float64)
     if mc:
         scores["bald"] = np.array([p.bald for p in preds], dtype=np.float64)
         scores["predictive_entropy"] = np.array([p.predictive_entropy for p in preds], dtype=np.float64)

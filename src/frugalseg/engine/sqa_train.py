@@ -192,6 +192,11 @@ class QualityPrediction:
         """The quality estimate with flip agreement: mean of ``flip_dice``."""
         return None if self.flip_dice is None else float(self.flip_dice.mean())
 
+    @property
+    def shape_quality(self) -> float | None:
+        """The quality estimate with shape agreement: mean of ``predicted_dice * shape_agreement``."""
+        return None if self.shape_agreement is None else float((self.predicted_dice * self.shape_agreement).mean())
+
 
 @torch.inference_mode()
 def predict_with_quality(
