@@ -74,6 +74,9 @@ LOOP_STRATEGIES: dict[str, str | None] = {
 (``sqa_flips``: the quality estimated with flip agreement, :mod:`frugalseg.quality.flips`; ``sqa_shape``: with
 agreement to the fitted ellipse, :mod:`frugalseg.quality.shape`, for objects that are ellipses by definition)."""
 
+_QUALITY_KEYS = frozenset({"quality", "flip_quality", "shape_quality"})
+"""The score keys that are predicted Dice values, ranked worst first."""
+
 Count = int | float
 
 
@@ -256,7 +259,7 @@ def _select(
     if key is None:
         raise ValueError(f"strategy {strategy!r} has no per-image score")
     values = _required(score(model, unlabelled), key, n)
-    ranking = sqa_scores(values) if key in ("quality", "flip_quality", "shape_quality") else values
+    ranking = sqa_scores(values) if key in _QUALITY_KEYS else values
     order = rank_by_score(ranking, seed=rng)
     if strategy == "sqa_diverse":
         chosen = select_top_k_diverse(ranking, k, positions=_positions(unlabelled), min_gap=min_gap, seed=rng)

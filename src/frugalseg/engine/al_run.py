@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from frugalseg.active.expert import BoxAssistant, ModelPrediction, SimulatedExpert
-from frugalseg.active.loop import ActiveLearningConfig, ALResult, PoolScores, run_active_learning
+from frugalseg.active.loop import LOOP_STRATEGIES, ActiveLearningConfig, ALResult, PoolScores, run_active_learning
 from frugalseg.annotations import Boxes
 from frugalseg.atomic import atomic_torch_save, atomic_write_json, load_torch_file
 from frugalseg.data.case import Case, Dataset
@@ -68,17 +68,8 @@ def _pool_scores(network: SQANet, cases: list[Case], *, size: int, strategy: str
             shape="ellipse" if strategy == "sqa_shape" else "none",
             seed=start,
         )
-    scores = {
-        "entropy": np.array([p.entropy for p in preds]),
-        "quality": np.array([p.quality for p in preds]),
-    }
-    if strategy == "sqa_flips":
-        scores["flip_quality"] = np.array([p.flip_quality for p in preds], dtype=np.float64)
-    if strategy == "sqa_shape":
-        scores["shape_quality"] = np.array([p.shape_quality for p in preds], dtype=np.float64)
-    if mc:
-        scores["bald"] = np.array([p.bald for p in preds], dtype=np.float64)
-        scores["predictive_entropy"] = np.array([p.predictive_entropy for p in preds], dtype=np.float64)
+    key = LOOP_STRATEGIES[strategy]  # every score key is a QualityPrediction attribute
+    scores = {} if key is None else {key: np.array([getattr(p, key) for p in preds], dtype=np.float64)}
     features = np.stack([p.features for p in preds if p.features is not None]) if strategy == "coreset" else None
     return PoolScores(scores=scores, features=features)
 
