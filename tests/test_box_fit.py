@@ -107,8 +107,8 @@ def test_segmenter_fits_box_only_prompts_and_leaves_clicks_alone(monkeypatch: py
     embedding = embedding_of(segmenter)
     monkeypatch.setattr(
         segmenter.model,
-        "decode",
-        lambda features, boxes, **_: (inset_decoder(6.0)(boxes)[0][:, None], torch.ones(len(boxes), 1)),
+        "decode_prepared",
+        lambda image, boxes, **_: (inset_decoder(6.0)(boxes)[0][:, None], torch.ones(len(boxes), 1)),
     )
     boxes = Prompts(boxes=np.array([[30.0, 20.0, 150.0, 100.0]]))
     truth = np.zeros((128, 192), dtype=bool)

@@ -34,6 +34,7 @@ from frugalseg.foundation.preprocess import (
     points_to_model_frame,
     resized_size,
 )
+from frugalseg.foundation.sam_decoder_fast import OUTSIDE_LOGIT, decode_fast
 
 H, W = 200, 300  # a non-square image: the longest side (300) maps to 256
 
@@ -175,6 +176,51 @@ def test_decoder_attention_is_scaled_dot_product_over_heads(model: LiteMedSAM) -
         torch.testing.assert_close(attention(q, k, k), expected, atol=1e-5, rtol=1e-4)
 
 
+PROMPT_BOXES = torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 50.0, 60.0], [100.0, 30.0, 250.0, 160.0]])
+PROMPT_POINTS = torch.tensor(
+    [[[30.0, 40.0], [90.0, 60.0]], [[5.0, 5.0], [40.0, 50.0]], [[120.0, 100.0], [200.0, 40.0]]]
+)
+PROMPT_LABELS = torch.tensor([[1, 0], [1, 1], [0, 1]])
+
+
+@pytest.mark.parametrize("kind", ["boxes", "points", "points_and_boxes"])
+def test_prepared_decoding_equals_the_decoder(model: LiteMedSAM, kind: str) -> None:
+    points = PROMPT_POINTS if "points" in kind else None
+    kwargs = {
+        "boxes": PROMPT_BOXES if "boxes" in kind else None,
+        "points": points,
+        "point_labels": PROMPT_LABELS if points is not None else None,
+    }
+    features = random_embedding().features
+    with torch.no_grad():
+        expected, expected_iou = model.decode(features, **kwargs)
+    logits, iou = model.decode_prepared(model.prepare(features), **kwargs)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(iou, expected_iou, atol=1e-5, rtol=1e-4)
+
+
+def test_prepared_decoding_gives_the_multimask_outputs(model: LiteMedSAM) -> None:
+    features = random_embedding().features
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(boxes=PROMPT_BOXES)
+        expected, expected_iou = model.mask_decoder(
+            features, model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=True
+        )
+        logits, iou = decode_fast(model.mask_decoder, model.prepare(features), sparse, multimask_output=True)
+    assert logits.shape == (3, 3, 256, 256)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(iou, expected_iou, atol=1e-5, rtol=1e-4)
+
+
+def test_prepared_decoding_leaves_the_padding_of_the_frame_undecoded(model: LiteMedSAM) -> None:
+    image = model.prepare(random_embedding().features)
+    whole, _ = model.decode_prepared(image, boxes=PROMPT_BOXES)
+    part, _ = model.decode_prepared(image, boxes=PROMPT_BOXES, valid=(171, 256))  # H x W = 200 x 300
+    torch.testing.assert_close(part[..., :172, :], whole[..., :172, :], atol=1e-5, rtol=1e-5)  # whole cells
+    assert (part[..., 172:, :] == OUTSIDE_LOGIT).all()
+    assert not (whole[..., 172:, :] == OUTSIDE_LOGIT).any()
+
+
 def test_multimask_output_gives_the_three_other_tokens(model: LiteMedSAM) -> None:
     features, boxes = random_embedding().features, torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 50.0, 60.0]])
     with torch.no_grad():
@@ -257,7 +303,7 @@ def test_predicted_masks_come_back_where_the_box_was(
         inside = rows[:, :, None] & cols[:, None, :]
         return (inside.float() * 20 - 10)[:, None], torch.ones(len(boxes), 1)
 
-    monkeypatch.setattr(segmenter.model, "decode", paint_box)
+    monkeypatch.setattr(segmenter.model, "decode_prepared", paint_box)
     monkeypatch.setattr(segmenter, "box_margin", 0.0)  # the exact round trip (the margin is tested above)
     boxes = [[30, 60, 150, 180], [5, 5, 60, 25], [100, 40, 200, 190]]
     prediction = segmenter.predict(random_embedding(size), Prompts.from_boxes(boxes))

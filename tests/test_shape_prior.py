@@ -46,6 +46,33 @@ def test_the_fit_recovers_a_rotated_ellipse_from_its_outline() -> None:
     assert dice(ellipse_mask(conic, SHAPE), HEAD) > 0.99
 
 
+@pytest.mark.parametrize(
+    "ellipse", [HEAD_ELLIPSE, (20.0, 280.0, (50.0, 30.0), 1.1), (150.0, 60.0, (3.0, 1.5), 0.0)], ids=str
+)
+def test_the_ellipse_mask_is_every_pixel_centre_inside_the_conic(
+    ellipse: tuple[float, float, tuple[float, float], float],
+) -> None:
+    """Evaluated over the ellipse's bounding box only, it equals the conic's sign over the whole grid (also for
+    an ellipse running off the image and one a few pixels across)."""
+    conic = fit_conic(outline(filled_ellipse(*ellipse)))
+    assert conic is not None
+    (a, b, c, d, e, f), centre, scale = conic
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]].astype(np.float64)
+    u, v = (cols - centre[0]) / scale, (rows - centre[1]) / scale
+    value = a * u * u + b * u * v + c * v * v + d * u + e * v + f
+    inside = value * np.sign(value[round(ellipse[0]), round(ellipse[1])]) > 0
+    assert inside.any()
+    np.testing.assert_array_equal(ellipse_mask(conic, SHAPE), inside)
+
+
+def test_the_outline_is_that_of_the_largest_component_in_image_coordinates() -> None:
+    small = filled_ellipse(30.0, 250.0, (10.0, 12.0), 0.0)
+    points = outline(HEAD | small)
+    assert len(points) > 100
+    assert dice(ellipse_mask(fit_conic(points), SHAPE), HEAD) > 0.99
+    assert points[:, 0].min() == pytest.approx(np.flatnonzero(HEAD.any(0))[0] - 0.5)
+
+
 def test_an_object_cut_by_its_box_is_carried_on_past_the_cut() -> None:
     cut = HEAD.copy()
     cut[:, CUT_AT + 1 :] = False
@@ -90,13 +117,13 @@ def test_the_segmenter_maps_its_decoded_boxes_to_the_image_for_the_fit(monkeypat
     scaled = (radius_rows * to_model, radius_cols * to_model)
     head = filled_ellipse(row * to_model, col * to_model, scaled, rotation, shape=(256, 256))
 
-    def decode(features: torch.Tensor, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(image: object, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.full((len(boxes), 1, 256, 256), -10.0)
         for index, right in enumerate(boxes[:, 2].tolist()):
             logits[index, 0][torch.from_numpy(head & (np.arange(256) <= right)[None, :])] = 10.0
         return logits, torch.ones(len(boxes), 1)
 
-    monkeypatch.setattr(segmenter.model, "decode", decode)
+    monkeypatch.setattr(segmenter.model, "decode_prepared", decode)
     embedding = segmenter.encode(np.zeros(SHAPE, dtype=np.uint8))
     prompts = Prompts(boxes=BOX + np.array([0.0, 0.0, 1.0, 1.0]))  # exclusive max
     plain = segmenter.predict(embedding, prompts).masks[0].numpy()
@@ -118,7 +145,7 @@ def test_box_slack_keeps_a_tight_box_and_widens_one_drawn_inside_the_head(monkey
     truth = filled_ellipse(100, 140, (head_rows, head_cols), 0.0)
     rows, cols = np.mgrid[:256, :256]
 
-    def decode(features: torch.Tensor, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(image: object, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.full((len(boxes), 1, 256, 256), -10.0)
         for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
             across = np.abs((cols - (x0 + x1) / 2) / ((x1 - x0) / 2 + 0.5))
@@ -127,7 +154,7 @@ def test_box_slack_keeps_a_tight_box_and_widens_one_drawn_inside_the_head(monkey
         return logits, (boxes[:, 2] - boxes[:, 0])[:, None]
 
     segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0), shape="ellipse")
-    monkeypatch.setattr(segmenter.model, "decode", decode)
+    monkeypatch.setattr(segmenter.model, "decode_prepared", decode)
     embedding = segmenter.encode(np.zeros(SHAPE, dtype=np.uint8))
     truth_rows, truth_cols = np.nonzero(truth)
     tight = np.array([[truth_cols.min(), truth_rows.min(), truth_cols.max() + 1, truth_rows.max() + 1]], dtype=float)

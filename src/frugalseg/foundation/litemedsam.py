@@ -28,6 +28,7 @@ from frugalseg.foundation.preprocess import (
     points_to_model_frame,
 )
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
+from frugalseg.foundation.sam_decoder_fast import DecoderImage, decode_fast, prepare_image
 from frugalseg.foundation.sam_mask_decoder import MaskDecoder
 from frugalseg.foundation.sam_prompt_encoder import PromptEncoder
 from frugalseg.foundation.shape_prior import AGREEMENT_MARGIN, check_shape, ellipse_logits
@@ -110,6 +111,28 @@ class LiteMedSAM(nn.Module):
         return self.mask_decoder(
             features, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=multimask_output
         )
+
+    def prepare(self, features: torch.Tensor) -> DecoderImage:
+        """The decoder's per-image work for :meth:`decode_prepared` (no autograd). Shape: ``(1, 256, 64, 64)``."""
+        with torch.no_grad():
+            _, no_mask = self.prompt_encoder()
+            return prepare_image(self.mask_decoder, features, self.prompt_encoder.get_dense_pe(), no_mask)
+
+    def decode_prepared(
+        self,
+        image: DecoderImage,
+        *,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        valid: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`decode` without autograd on a prepared image (:mod:`.sam_decoder_fast`, equal to float rounding);
+        ``valid``: the ``(h, w)`` of the input frame holding the image, the only pixels decoded."""
+        point_pair = None if points is None or point_labels is None else (points, point_labels)
+        with torch.no_grad():
+            sparse, _ = self.prompt_encoder(points=point_pair, boxes=boxes, masks=None)
+            return decode_fast(self.mask_decoder, image, sparse, valid=valid)
 
     def forward(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """One box per image: ``(B, 3, 256, 256)``, ``(B, 4)`` -> low-resolution logits ``(B, 1, 256, 256)``."""
@@ -253,7 +276,7 @@ class LiteMedSAMSegmenter:
             raise InputError(f"embedding of model {embedding.model_id!r} given to {MODEL_ID}; encode the image again")
         prompts.check_inside(embedding.original_size)
         original = embedding.original_size
-        features = embedding.features.to(self.device, torch.float32)
+        image = self.model.prepare(embedding.features.to(self.device, torch.float32))
         points = labels = None
         if prompts.points is not None and prompts.point_labels is not None:
             points = points_to_model_frame(prompts.points, original, image_size=IMAGE_SIZE)
@@ -264,7 +287,7 @@ class LiteMedSAMSegmenter:
             tight = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE)
         if tight is not None and self.fit_boxes:
             low_res, iou, boxes = fit_boxes(
-                lambda boxes: self._decode(features, boxes=boxes),
+                lambda boxes: self._decode(image, embedding.resized_size, boxes=boxes),
                 tight,
                 margin=self.box_margin,
                 last=last_pixel(original, image_size=IMAGE_SIZE),
@@ -274,18 +297,18 @@ class LiteMedSAMSegmenter:
         else:
             if prompts.boxes is not None:
                 boxes = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE, margin=self.box_margin)
-            low_res, iou = self._decode(features, boxes=boxes, points=points, point_labels=labels)
+            low_res, iou = self._decode(image, embedding.resized_size, boxes=boxes, points=points, point_labels=labels)
         logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
         if self.shape == "ellipse":
             logits, agreement = self._ellipse(logits, boxes, original)
             if tight is not None and self.box_slack:
-                logits, iou = self._most_shaped(embedding, features, tight, logits, iou, agreement)
+                logits, iou = self._most_shaped(embedding, image, tight, logits, iou, agreement)
         return MaskPrediction(masks=logits > 0, scores=iou, logits=logits)
 
     def _most_shaped(
         self,
         embedding: Embedding,
-        features: torch.Tensor,
+        image: DecoderImage,
         given: torch.Tensor,
         logits: torch.Tensor,
         iou: torch.Tensor,
@@ -300,7 +323,7 @@ class LiteMedSAMSegmenter:
         to_beat = agreement + AGREEMENT_MARGIN
         for slack in self.box_slack:
             wider = widen_boxes(given, self.box_margin + slack * sizes, last_pixel(original, image_size=IMAGE_SIZE))
-            wider_low_res, wider_iou = self._decode(features, boxes=wider)
+            wider_low_res, wider_iou = self._decode(image, embedding.resized_size, boxes=wider)
             wider_logits, wider_agreement = self._ellipse(
                 logits_to_original(wider_low_res, embedding.resized_size, original, image_size=IMAGE_SIZE),
                 wider,
@@ -321,27 +344,29 @@ class LiteMedSAMSegmenter:
 
     def _decode(
         self,
-        features: torch.Tensor,
+        image: DecoderImage,
+        valid: tuple[int, int],
         *,
         boxes: torch.Tensor | None = None,
         points: torch.Tensor | None = None,
         point_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution logits ``(N, 256, 256)`` and predicted IoU ``(N,)`` on the CPU, decoded
-        ``max_objects_per_batch`` objects at a time (prompts in the model frame, as :meth:`LiteMedSAM.decode`)."""
+        ``max_objects_per_batch`` objects at a time (prompts in the model frame, as :meth:`LiteMedSAM.decode`;
+        only the ``valid`` ``(h, w)`` holding the image, :meth:`LiteMedSAM.decode_prepared`)."""
         count = len(boxes) if boxes is not None else len(points) if points is not None else 0
         all_logits, all_scores = [], []
-        with torch.no_grad():
-            for start in range(0, count, self.max_objects_per_batch):
-                part = slice(start, start + self.max_objects_per_batch)
-                low_res, iou = self.model.decode(
-                    features,
-                    boxes=None if boxes is None else boxes[part].to(self.device),
-                    points=None if points is None else points[part].to(self.device),
-                    point_labels=None if point_labels is None else point_labels[part].to(self.device),
-                )
-                all_logits.append(low_res[:, 0].float().cpu())
-                all_scores.append(iou[:, 0].float().cpu())
+        for start in range(0, count, self.max_objects_per_batch):
+            part = slice(start, start + self.max_objects_per_batch)
+            low_res, iou = self.model.decode_prepared(
+                image,
+                boxes=None if boxes is None else boxes[part].to(self.device),
+                points=None if points is None else points[part].to(self.device),
+                point_labels=None if point_labels is None else point_labels[part].to(self.device),
+                valid=valid,
+            )
+            all_logits.append(low_res[:, 0].float().cpu())
+            all_scores.append(iou[:, 0].float().cpu())
         return torch.cat(all_logits), torch.cat(all_scores)
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from frugalseg.foundation.layers import MLP, LayerNorm2d
 
-__all__ = ["Attention", "MaskDecoder", "TwoWayAttentionBlock", "TwoWayTransformer"]
+__all__ = ["Attention", "MaskDecoder", "TwoWayAttentionBlock", "TwoWayTransformer", "transposed_conv_2x2_rows"]
 
 
 class Attention(nn.Module):
@@ -37,12 +37,13 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(embedding_dim, internal)
         self.out_proj = nn.Linear(internal, embedding_dim)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, H * d)`` -> ``(B, H, T, d)``."""
         batch, tokens, width = x.shape
         return x.reshape(batch, tokens, self.num_heads, width // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        q, k, v = self.split_heads(self.q_proj(q)), self.split_heads(self.k_proj(k)), self.split_heads(self.v_proj(v))
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # softmax(q k^T / sqrt(head width)) v
         return self.out_proj(out.reshape(out.shape[0], out.shape[1], -1))
 
@@ -238,14 +239,20 @@ class MaskDecoder(nn.Module):
 
 def _transposed_conv_2x2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
     """A kernel-2, stride-2 transposed convolution on channels-last values: one matrix product per pixel
-    (its 2x2 outputs do not overlap), then the outputs interleaved into the doubled grid.
+    (:func:`transposed_conv_2x2_rows`), then the outputs interleaved into the doubled grid.
 
     Shape:
         x: ``(B, h, w, C_in)``; returns ``(B, 2h, 2w, C_out)``.
     """
-    batch, height, width, channels = x.shape
-    out = conv.weight.shape[1]
+    batch, height, width, _ = x.shape
+    y = transposed_conv_2x2_rows(x.reshape(-1, x.shape[-1]), conv).view(batch, height, width, 2, 2, -1)
+    return y.permute(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height, 2 * width, -1)
+
+
+def transposed_conv_2x2_rows(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2, stride-2 transposed convolution of ``(R, C_in)`` pixels as one matrix product: ``(4 R, C_out)``,
+    each pixel's four outputs (its 2x2 block, which no other pixel's overlaps) in rows ordered (row, column)."""
+    channels, out = conv.weight.shape[:2]
     weight = conv.weight.permute(0, 2, 3, 1).reshape(channels, 4 * out)  # columns ordered (row, col, channel)
     bias = conv.bias.repeat(4) if conv.bias is not None else x.new_zeros(4 * out)
-    y = torch.addmm(bias, x.reshape(-1, channels), weight).view(batch, height, width, 2, 2, out)
-    return y.permute(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height, 2 * width, out)
+    return torch.addmm(bias, x, weight).view(-1, out)

@@ -67,13 +67,15 @@ def check_shape(shape: str, box_slack: tuple[float, ...] = ()) -> None:
 
 def outline(mask: np.ndarray) -> np.ndarray:
     """``(K, 2)`` xy points on the outline of the largest 8-connected component of an ``(H, W)`` bool mask
-    (half-way between its pixels and the background; empty when the mask is)."""
-    components, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count == 0:
+    (half-way between its pixels and the background; empty when the mask is). Works on the mask's bounding box."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
         return np.zeros((0, 2))
+    crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    components, _ = ndimage.label(crop, structure=np.ones((3, 3)))
     largest = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
     contours = find_contours(np.pad(largest, 1).astype(np.float32), 0.5)
-    rows_cols = max(contours, key=len) - 1.0  # the outer outline is the longest
+    rows_cols = max(contours, key=len) - 1.0 + np.array([rows[0], cols[0]])  # the outer outline is the longest
     return rows_cols[:, ::-1].copy()
 
 
@@ -108,15 +110,28 @@ def fit_conic(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None
 
 
 def ellipse_mask(conic: tuple[np.ndarray, np.ndarray, float], shape: tuple[int, int]) -> np.ndarray:
-    """The ``(H, W)`` bool pixels inside a conic from :func:`fit_conic`."""
+    """The ``(H, W)`` bool pixels inside a conic from :func:`fit_conic` (evaluated over its bounding box only)."""
     (a, b, c, d, e, f), centre, scale = conic
-    v, u = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    out = np.zeros(shape, dtype=bool)
+    # the extremes of u (v) on the conic solve a quadratic: where its gradient along v (u) vanishes
+    span_u = np.roots([4 * a * c - b * b, 4 * c * d - 2 * b * e, 4 * c * f - e * e])
+    span_v = np.roots([4 * a * c - b * b, 4 * a * e - 2 * b * d, 4 * a * f - d * d])
+    if np.iscomplexobj(span_u) or np.iscomplexobj(span_v) or len(span_u) < 2 or len(span_v) < 2:
+        return out  # a degenerate (point or empty) ellipse holds no pixel centre
+    x0, x1 = centre[0] + scale * np.sort(span_u)
+    y0, y1 = centre[1] + scale * np.sort(span_v)
+    left, right = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)) + 1, shape[1])
+    top, bottom = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)) + 1, shape[0])
+    if left >= right or top >= bottom:
+        return out
+    v, u = np.mgrid[top:bottom, left:right].astype(np.float64)
     u, v = (u - centre[0]) / scale, (v - centre[1]) / scale
     value = a * u * u + b * u * v + c * v * v + d * u + e * v + f
     # the inside has the sign of the value at the ellipse's centre (where 2au + bv + d = bu + 2cv + e = 0)
     middle_u, middle_v = np.linalg.solve(np.array([[2 * a, b], [b, 2 * c]]), -np.array([d, e]))
     inside_sign = np.sign(a * middle_u**2 + b * middle_u * middle_v + c * middle_v**2 + d * middle_u + e * middle_v + f)
-    return value * inside_sign > 0
+    out[top:bottom, left:right] = value * inside_sign > 0
+    return out
 
 
 def fit_ellipses(masks: np.ndarray, boxes: np.ndarray | None, *, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
