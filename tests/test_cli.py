@@ -146,3 +146,11 @@ def test_an_unknown_shape_prior_is_refused_before_anything_runs(tmp_path: Path) 
     assert result.returncode == 2 and "needs a shape prior" in result.stderr and not out.exists()
     result = run_cli(*args, "--shape", "ellipse", "--box-slack", "0.1,wide")
     assert result.returncode == 2 and "'0.1,wide'" in result.stderr and "Traceback" not in result.stderr
+    for options, message in (
+        (("--box-snap", "0.03,0.02"), "needs a shape prior"),
+        (("--shape", "ellipse", "--box-snap", "0.03"), "two fractions"),
+        (("--box-widen", "1.5"), "--box-widen must be a fraction"),
+    ):
+        result = run_cli(*args, *options)
+        said = " ".join(result.stderr.replace("│", " ").split())  # the error panel wraps its lines
+        assert result.returncode == 2 and message in said and not out.exists(), said

@@ -11,11 +11,13 @@ from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, Prompts
 from frugalseg.foundation.shape_prior import (
     EDGE_LOGIT,
     check_shape,
+    ellipse_extent,
     ellipse_logits,
     ellipse_mask,
     fit_conic,
     fit_ellipses,
     outline,
+    snapped_extent,
 )
 
 SHAPE = (200, 300)
@@ -173,6 +175,65 @@ def test_box_slack_keeps_a_tight_box_and_widens_one_drawn_inside_the_head(monkey
             torch.testing.assert_close(slackened.scores, given.scores)
 
 
+def test_sides_near_the_box_snap_onto_it_and_others_stay() -> None:
+    box = np.array([100.0, 50.0, 200.0, 150.0])  # max exclusive: its outline is at 99.5 ... 199.5
+    extent = np.array([102.0, 47.0, 190.0, 149.0])  # 2.5 px inside, 2.5 px past, 9.5 px inside, 0.5 px inside
+    np.testing.assert_allclose(snapped_extent(extent, box, (0.03, 0.03)), [99.5, 49.5, 190.0, 149.5])
+    np.testing.assert_allclose(snapped_extent(extent, box, (0.03, 0.0)), [99.5, 47.0, 190.0, 149.5])
+    np.testing.assert_allclose(snapped_extent(extent, box, (0.1, 0.0)), [99.5, 47.0, 199.5, 149.5])
+    np.testing.assert_allclose(snapped_extent(extent, box, (0.0, 0.0)), extent)
+
+
+def test_a_snapped_ellipse_fills_its_tight_box() -> None:
+    """The ellipse fitted to a head outlined a few pixels short of its box, snapped, spans the box exactly."""
+    row, col, (radius_rows, radius_cols), rotation = HEAD_ELLIPSE
+    short = filled_ellipse(row, col, (radius_rows - 3, radius_cols - 3), rotation)
+    rows, cols = np.nonzero(HEAD)
+    box = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], dtype=float)
+    plain, _ = fit_ellipses(short[None], None, tolerance=1.0)
+    snapped, agreement = fit_ellipses(short[None], None, tolerance=1.0, snap_to=box, snap=(0.05, 0.0))
+    assert dice(plain[0], HEAD) < 0.97 < 0.99 < dice(snapped[0], HEAD)
+    snapped_rows, snapped_cols = np.nonzero(snapped[0])
+    assert [snapped_cols.min(), snapped_rows.min(), snapped_cols.max() + 1, snapped_rows.max() + 1] == box[0].tolist()
+    assert agreement[0] == pytest.approx(dice(short, plain[0]))  # the agreement is the unsnapped ellipse's
+    conic = fit_conic(outline(short))
+    assert conic is not None and ellipse_extent(conic) is not None
+
+
+def test_the_segmenter_decodes_widened_boxes_and_snaps_back_to_the_given_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in decoder outlines the head inside each box it is given, 3 model pixels short of every side."""
+    to_model = 256 / max(SHAPE)
+    truth = filled_ellipse(100, 140, (60.0, 90.0), 0.0)
+    rows, cols = np.mgrid[:256, :256]
+    decoded: list[torch.Tensor] = []
+
+    def decode(image: object, boxes: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+        decoded.append(boxes.clone())
+        logits = torch.full((len(boxes), 1, 256, 256), -10.0)
+        for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+            across = ((cols - (x0 + x1) / 2) / ((x1 - x0) / 2 - 3)) ** 2
+            down = ((rows - (y0 + y1) / 2) / ((y1 - y0) / 2 - 3)) ** 2
+            logits[index, 0][torch.from_numpy(across + down <= 1)] = 10.0
+        return logits, torch.ones(len(boxes), 1)
+
+    segmenter = LiteMedSAMSegmenter(LiteMedSAM(seed=0), shape="ellipse", box_margin=0.0)
+    monkeypatch.setattr(segmenter.model, "decode_prepared", decode)
+    embedding = segmenter.encode(np.zeros(SHAPE, dtype=np.uint8))
+    truth_rows, truth_cols = np.nonzero(truth)
+    tight = np.array([[truth_cols.min(), truth_rows.min(), truth_cols.max() + 1, truth_rows.max() + 1]], dtype=float)
+    as_fitted = segmenter.predict(embedding, Prompts(boxes=tight)).masks[0].numpy()
+    segmenter.box_snap = (0.05, 0.0)
+    snapped = segmenter.predict(embedding, Prompts(boxes=tight)).masks[0].numpy()
+    assert dice(as_fitted, truth) < 0.98 < 0.99 < dice(snapped, truth)
+    segmenter.box_widen, segmenter.box_snap = 0.1, (0.0, 0.12)  # 10% wider, minus 3 px: past the box, snapped in
+    widened = segmenter.predict(embedding, Prompts(boxes=tight)).masks[0].numpy()
+    size = (tight[0, 2] - tight[0, 0]) * to_model
+    assert decoded[-1][0, 2] - decoded[-1][0, 0] == pytest.approx(1.2 * size, abs=1.5)
+    assert dice(widened, truth) > 0.99
+    segmenter.box_snap = (0.0, 0.0)
+    assert dice(segmenter.predict(embedding, Prompts(boxes=tight)).masks[0].numpy(), truth) < 0.98  # too wide
+
+
 def test_box_slack_needs_a_shape_and_fractions() -> None:
     check_shape("ellipse", (0.05, 0.1))
     for shape, slack, message in (
@@ -184,3 +245,9 @@ def test_box_slack_needs_a_shape_and_fractions() -> None:
             check_shape(shape, slack)
     with pytest.raises(ValueError, match="needs a shape"):
         LiteMedSAMSegmenter(LiteMedSAM(seed=0), box_slack=(0.1,))
+    with pytest.raises(ValueError, match="needs a shape"):
+        LiteMedSAMSegmenter(LiteMedSAM(seed=0), box_snap=(0.03, 0.02))
+    with pytest.raises(ValueError, match="two fractions"):
+        check_shape("ellipse", box_snap=(0.03, 1.0))
+    with pytest.raises(ValueError, match="box_widen"):
+        LiteMedSAMSegmenter(LiteMedSAM(seed=0), box_widen=-0.1)

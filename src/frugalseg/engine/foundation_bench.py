@@ -297,6 +297,8 @@ def bench_foundation(
         "fit_boxes": getattr(segmenter, "fit_boxes", None),
         "shape": getattr(segmenter, "shape", None),
         "box_slack": list(getattr(segmenter, "box_slack", ())),
+        "box_snap": list(getattr(segmenter, "box_snap", ())),
+        "box_widen": getattr(segmenter, "box_widen", None),
         "num_test": len(test_cases),
         "num_pseudo": len(train_cases),
         "ivus": ivus,

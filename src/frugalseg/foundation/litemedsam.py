@@ -170,6 +170,14 @@ class LiteMedSAMSegmenter:
         box_slack: with a shape prior, also decode each tight box-only prompt widened on every side by these
             fractions of its size and keep the most shape-like mask (:mod:`.shape_prior`; ``()``: the box as
             given, the default).
+        box_snap: with a shape prior, ``(inside, outside)``: move each side of the fitted ellipse that stops
+            inside its tight box by at most ``inside``, or runs past it by at most ``outside``, of the box's size
+            onto the box side (:func:`~.shape_prior.snapped_extent`; ``(0, 0)``, the default: as fitted). No
+            decoder pass: the sides of a box annotation are where the object ends, and LiteMedSAM often stops a
+            few pixels short of them (HC18's outer skull edge).
+        box_widen: decode each tight box-only prompt from its box widened on every side by this fraction of its
+            size (on top of ``box_margin``; 0, the default), so that a box drawn a little inside its object does
+            not cut it; with ``box_snap``, the shape is snapped back to the given box.
     """
 
     def __init__(
@@ -184,10 +192,14 @@ class LiteMedSAMSegmenter:
         fit_boxes: bool = False,
         shape: str = "none",
         box_slack: tuple[float, ...] = (),
+        box_snap: tuple[float, float] = (0.0, 0.0),
+        box_widen: float = 0.0,
     ) -> None:
         if max_objects_per_batch < 1:
             raise ValueError(f"max_objects_per_batch must be >= 1, got {max_objects_per_batch}")
-        check_shape(shape, box_slack)
+        check_shape(shape, box_slack, box_snap)
+        if not 0 <= box_widen < 1:
+            raise ValueError(f"box_widen {box_widen}: must be a fraction of the box's size in [0, 1)")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.max_objects_per_batch = max_objects_per_batch
@@ -196,6 +208,8 @@ class LiteMedSAMSegmenter:
         self.fit_boxes = fit_boxes
         self.shape = shape
         self.box_slack = box_slack
+        self.box_snap = box_snap
+        self.box_widen = box_widen
         self._weights_sha256 = weights_sha256 or _fingerprint(self.model.image_encoder)
 
     @classmethod
@@ -294,15 +308,22 @@ class LiteMedSAMSegmenter:
                 resized=embedding.resized_size,
                 image_size=IMAGE_SIZE,
             )
+        elif tight is not None and self.box_widen:
+            sizes = (tight[:, 2:] - tight[:, :2]).repeat(1, 2)
+            boxes = widen_boxes(
+                tight, self.box_margin + self.box_widen * sizes, last_pixel(original, image_size=IMAGE_SIZE)
+            )
+            low_res, iou = self._decode(image, embedding.resized_size, boxes=boxes)
         else:
             if prompts.boxes is not None:
                 boxes = boxes_to_model_frame(prompts.boxes, original, image_size=IMAGE_SIZE, margin=self.box_margin)
             low_res, iou = self._decode(image, embedding.resized_size, boxes=boxes, points=points, point_labels=labels)
         logits = logits_to_original(low_res, embedding.resized_size, original, image_size=IMAGE_SIZE)
         if self.shape == "ellipse":
-            logits, agreement = self._ellipse(logits, boxes, original)
+            snap_to = prompts.boxes if tight is not None and any(self.box_snap) else None
+            logits, agreement = self._ellipse(logits, boxes, original, snap_to)
             if tight is not None and self.box_slack:
-                logits, iou = self._most_shaped(embedding, image, tight, logits, iou, agreement)
+                logits, iou = self._most_shaped(embedding, image, tight, logits, iou, agreement, snap_to)
         return MaskPrediction(masks=logits > 0, scores=iou, logits=logits)
 
     def _most_shaped(
@@ -313,11 +334,13 @@ class LiteMedSAMSegmenter:
         logits: torch.Tensor,
         iou: torch.Tensor,
         agreement: torch.Tensor,
+        snap_to: np.ndarray | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode the ``(N, 4)`` given boxes (model frame, no margin) widened by each ``box_slack`` fraction of
         their size; an object takes the widened box whose ellipse agreement beats the given box's ``agreement``
-        by :data:`~.shape_prior.AGREEMENT_MARGIN` and every other widened box's. Returns ``logits`` and ``iou``
-        with those objects replaced."""
+        by :data:`~.shape_prior.AGREEMENT_MARGIN` and every other widened box's (its ellipse snapped to the
+        given box, ``snap_to`` in original pixels, as :meth:`_ellipse`). Returns ``logits`` and ``iou`` with
+        those objects replaced."""
         original = embedding.original_size
         sizes = (given[:, 2:] - given[:, :2]).repeat(1, 2)
         to_beat = agreement + AGREEMENT_MARGIN
@@ -328,6 +351,7 @@ class LiteMedSAMSegmenter:
                 logits_to_original(wider_low_res, embedding.resized_size, original, image_size=IMAGE_SIZE),
                 wider,
                 original,
+                snap_to,
             )
             better = wider_agreement > to_beat
             logits[better], iou[better] = wider_logits[better], wider_iou[better]
@@ -335,12 +359,17 @@ class LiteMedSAMSegmenter:
         return logits, iou
 
     def _ellipse(
-        self, logits: torch.Tensor, boxes: torch.Tensor | None, original: tuple[int, int]
+        self,
+        logits: torch.Tensor,
+        boxes: torch.Tensor | None,
+        original: tuple[int, int],
+        snap_to: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`~.shape_prior.ellipse_logits` for logits at the original size and boxes in the model frame."""
+        """:func:`~.shape_prior.ellipse_logits` for logits at the original size and boxes in the model frame; the
+        ellipses snapped by ``box_snap`` to the tight ``snap_to`` boxes (original pixels) when given."""
         to_original = max(original) / IMAGE_SIZE  # original pixels per model pixel
         boxes_original = None if boxes is None else boxes.numpy().astype(np.float64) * to_original
-        return ellipse_logits(logits, boxes_original, tolerance=to_original)
+        return ellipse_logits(logits, boxes_original, tolerance=to_original, snap_to=snap_to, snap=self.box_snap)
 
     def _decode(
         self,

@@ -67,8 +67,8 @@ def prepare_image(
 ) -> DecoderImage:
     """The per-image part of the decoder. Shape: image_embedding, image_pe, no_mask ``(1, C, h, w)``."""
     first = _blocks(decoder)[0]
-    keys = (image_embedding + no_mask).flatten(2).transpose(1, 2)
-    key_pe = image_pe.flatten(2).transpose(1, 2)
+    keys = (image_embedding + no_mask).flatten(2).transpose(1, 2).contiguous()
+    key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
     with_pe = keys + key_pe
     to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
     return DecoderImage(

@@ -37,11 +37,13 @@ __all__ = [
     "MIN_POINTS",
     "SHAPES",
     "check_shape",
+    "ellipse_extent",
     "ellipse_logits",
     "ellipse_mask",
     "fit_conic",
     "fit_ellipses",
     "outline",
+    "snapped_extent",
 ]
 
 SHAPES = ("none", "ellipse")
@@ -55,10 +57,14 @@ EDGE_LOGIT = 1e-3
 """Logit given to a pixel the ellipse moves across the decision boundary (just inside or just outside)."""
 
 
-def check_shape(shape: str, box_slack: tuple[float, ...] = ()) -> None:
-    """Raise ``ValueError`` (one line) for an unknown shape, or box slack without a shape to choose by."""
+def check_shape(shape: str, box_slack: tuple[float, ...] = (), box_snap: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Raise ``ValueError`` (one line) for an unknown shape, or box slack or snap without a shape to act on."""
     if shape not in SHAPES:
         raise ValueError(f"shape {shape!r}: expected one of {SHAPES}")
+    if len(box_snap) != 2 or any(not 0 <= fraction < 1 for fraction in box_snap):
+        raise ValueError(f"box snap {box_snap}: expected two fractions of the box's size in [0, 1) (inside, outside)")
+    if any(box_snap) and shape == "none":
+        raise ValueError("box snap moves a fitted shape onto the box: it needs a shape prior (shape 'ellipse')")
     if any(not 0 < slack <= 1 for slack in box_slack):
         raise ValueError(f"box slack {box_slack}: each must be a fraction of the box's size in (0, 1]")
     if box_slack and shape == "none":
@@ -109,23 +115,50 @@ def fit_conic(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None
     return np.concatenate([quadratic_part, reduce @ quadratic_part]), centre, scale
 
 
-def ellipse_mask(conic: tuple[np.ndarray, np.ndarray, float], shape: tuple[int, int]) -> np.ndarray:
-    """The ``(H, W)`` bool pixels inside a conic from :func:`fit_conic` (evaluated over its bounding box only)."""
+def ellipse_extent(conic: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray | None:
+    """``(x0, y0, x1, y1)``: the extremes of the ellipse of a conic from :func:`fit_conic`, in pixels (``None``
+    for a degenerate one)."""
     (a, b, c, d, e, f), centre, scale = conic
-    out = np.zeros(shape, dtype=bool)
     # the extremes of u (v) on the conic solve a quadratic: where its gradient along v (u) vanishes
     span_u = np.roots([4 * a * c - b * b, 4 * c * d - 2 * b * e, 4 * c * f - e * e])
     span_v = np.roots([4 * a * c - b * b, 4 * a * e - 2 * b * d, 4 * a * f - d * d])
     if np.iscomplexobj(span_u) or np.iscomplexobj(span_v) or len(span_u) < 2 or len(span_v) < 2:
+        return None
+    (x0, x1), (y0, y1) = centre[0] + scale * np.sort(span_u), centre[1] + scale * np.sort(span_v)
+    return np.array([x0, y0, x1, y1])
+
+
+def snapped_extent(extent: np.ndarray, box: np.ndarray, snap: tuple[float, float]) -> np.ndarray:
+    """``extent`` (x0, y0, x1, y1) with each side near a side of the tight ``box`` moved onto it: a side that
+    stops inside the box by at most ``snap[0]`` of the box's size, or runs past it by at most ``snap[1]``. The
+    box is max exclusive, so its outline runs half a pixel outside its first and last pixels."""
+    target = np.asarray(box, dtype=np.float64) - 0.5
+    sizes = np.array([box[2] - box[0], box[3] - box[1]] * 2, dtype=np.float64)
+    short = (target - extent) * np.array([-1.0, -1.0, 1.0, 1.0])  # > 0: the ellipse stops inside the side
+    near = ((short > 0) & (short <= snap[0] * sizes)) | ((short < 0) & (-short <= snap[1] * sizes))
+    return np.where(near, target, extent)
+
+
+def ellipse_mask(
+    conic: tuple[np.ndarray, np.ndarray, float], shape: tuple[int, int], *, onto: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``(H, W)`` bool pixels inside a conic from :func:`fit_conic` (evaluated over its bounding box only);
+    with ``onto`` (x0, y0, x1, y1), the ellipse stretched along each axis to span that extent."""
+    (a, b, c, d, e, f), centre, scale = conic
+    out = np.zeros(shape, dtype=bool)
+    extent = ellipse_extent(conic)
+    if extent is None:
         return out  # a degenerate (point or empty) ellipse holds no pixel centre
-    x0, x1 = centre[0] + scale * np.sort(span_u)
-    y0, y1 = centre[1] + scale * np.sort(span_v)
-    left, right = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)) + 1, shape[1])
-    top, bottom = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)) + 1, shape[0])
+    span = extent if onto is None else onto
+    left, right = max(int(np.floor(span[0])), 0), min(int(np.ceil(span[2])) + 1, shape[1])
+    top, bottom = max(int(np.floor(span[1])), 0), min(int(np.ceil(span[3])) + 1, shape[0])
     if left >= right or top >= bottom:
         return out
-    v, u = np.mgrid[top:bottom, left:right].astype(np.float64)
-    u, v = (u - centre[0]) / scale, (v - centre[1]) / scale
+    y, x = np.mgrid[top:bottom, left:right].astype(np.float64)
+    if onto is not None:  # back to the fitted ellipse's frame, axis by axis
+        x = extent[0] + (x - onto[0]) * (extent[2] - extent[0]) / (onto[2] - onto[0])
+        y = extent[1] + (y - onto[1]) * (extent[3] - extent[1]) / (onto[3] - onto[1])
+    u, v = (x - centre[0]) / scale, (y - centre[1]) / scale
     value = a * u * u + b * u * v + c * v * v + d * u + e * v + f
     # the inside has the sign of the value at the ellipse's centre (where 2au + bv + d = bu + 2cv + e = 0)
     middle_u, middle_v = np.linalg.solve(np.array([[2 * a, b], [b, 2 * c]]), -np.array([d, e]))
@@ -134,13 +167,22 @@ def ellipse_mask(conic: tuple[np.ndarray, np.ndarray, float], shape: tuple[int, 
     return out
 
 
-def fit_ellipses(masks: np.ndarray, boxes: np.ndarray | None, *, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+def fit_ellipses(
+    masks: np.ndarray,
+    boxes: np.ndarray | None,
+    *,
+    tolerance: float,
+    snap_to: np.ndarray | None = None,
+    snap: tuple[float, float] = (0.0, 0.0),
+) -> tuple[np.ndarray, np.ndarray]:
     """Each mask replaced by the ellipse fitted to its outline, except near its box and the image border.
 
     Args:
         masks: ``(N, H, W)`` bool.
         boxes: ``(N, 4)`` inclusive xyxy boxes the objects were decoded from, in the masks' pixels, or ``None``.
         tolerance: pixels from a box side or the border within which outline points are left out.
+        snap_to: ``(N, 4)`` tight boxes (max exclusive, the masks' pixels) the ellipses are snapped to
+            (:func:`snapped_extent`, with ``within=snap``), or ``None``.
 
     Returns:
         ``(N, H, W)`` bool, where an object the module docstring's checks refuse keeps its mask, and ``(N,)``
@@ -162,17 +204,25 @@ def fit_ellipses(masks: np.ndarray, boxes: np.ndarray | None, *, tolerance: floa
         ellipse = ellipse_mask(conic, (height, width))
         area, fitted = max(int(mask.sum()), 1), int(ellipse.sum())
         if area / MAX_AREA_RATIO <= fitted <= area * MAX_AREA_RATIO:
-            out[index] = ellipse
             agreement[index] = 2.0 * (mask & ellipse).sum() / (area + fitted)
+            extent = ellipse_extent(conic)
+            if snap_to is not None and any(snap) and extent is not None:
+                ellipse = ellipse_mask(conic, (height, width), onto=snapped_extent(extent, snap_to[index], snap))
+            out[index] = ellipse
     return out, agreement
 
 
 def ellipse_logits(
-    logits: torch.Tensor, boxes: np.ndarray | None, *, tolerance: float
+    logits: torch.Tensor,
+    boxes: np.ndarray | None,
+    *,
+    tolerance: float,
+    snap_to: np.ndarray | None = None,
+    snap: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, H, W)`` logits moved so that ``logits > 0`` is :func:`fit_ellipses`' mask: kept where the model
     agrees with the ellipse, :data:`EDGE_LOGIT` inside it and ``-EDGE_LOGIT`` outside it where not. Also returns
     the ``(N,)`` agreement of :func:`fit_ellipses`."""
-    inside, agreement = fit_ellipses((logits > 0).numpy(), boxes, tolerance=tolerance)
+    inside, agreement = fit_ellipses((logits > 0).numpy(), boxes, tolerance=tolerance, snap_to=snap_to, snap=snap)
     shaped = torch.where(torch.from_numpy(inside), logits.clamp(min=EDGE_LOGIT), logits.clamp(max=-EDGE_LOGIT))
     return shaped, torch.from_numpy(agreement).float()
