@@ -177,7 +177,8 @@ class LiteMedSAMSegmenter:
             few pixels short of them (HC18's outer skull edge).
         box_widen: decode each tight box-only prompt from its box widened on every side by this fraction of its
             size (on top of ``box_margin``; 0, the default), so that a box drawn a little inside its object does
-            not cut it; with ``box_snap``, the shape is snapped back to the given box.
+            not cut it; with ``box_snap``, the shape is snapped back to the given box. ``fit_boxes`` sets its own
+            widening and takes precedence.
     """
 
     def __init__(
