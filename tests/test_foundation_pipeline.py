@@ -23,7 +23,7 @@ from frugalseg.engine.foundation_bench import bench_foundation
 from frugalseg.engine.foundation_student import pseudo_scores
 from frugalseg.errors import InputError
 from frugalseg.foundation import LiteMedSAM, LiteMedSAMSegmenter, MaskPrediction, Prompts
-from frugalseg.foundation import litemedsam as litemedsam_module
+from frugalseg.foundation import litemedsam_network as litemedsam_module
 from frugalseg.foundation.decoder_file import load_finetuned
 from frugalseg.foundation.finetune import FinetuneConfig, calibrate_box_margin, finetune_decoder
 from frugalseg.foundation.finetune_targets import dice_bce_loss, mask_to_model_frame, object_targets

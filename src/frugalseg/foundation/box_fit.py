@@ -21,7 +21,16 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["GAP_TOLERANCE", "IOU_TOLERANCE", "MAX_ROUNDS", "MAX_WIDENING", "fit_boxes", "side_gaps", "widen_boxes"]
+__all__ = [
+    "GAP_TOLERANCE",
+    "IOU_TOLERANCE",
+    "MAX_ROUNDS",
+    "MAX_WIDENING",
+    "box_sizes",
+    "fit_boxes",
+    "side_gaps",
+    "widen_boxes",
+]
 
 GAP_TOLERANCE = 0.75
 """Model pixels a mask may fall short of a box side before that side is widened."""
@@ -35,6 +44,11 @@ height (top, bottom)."""
 
 Decode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``boxes (M, 4) -> (low-resolution logits (M, S, S), predicted IoU (M,))``."""
+
+
+def box_sizes(boxes: torch.Tensor) -> torch.Tensor:
+    """Width, height, width, height of ``(N, 4)`` xyxy boxes, one per side (left, top, right, bottom)."""
+    return (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
 
 
 def widen_boxes(boxes: torch.Tensor, margins: torch.Tensor | float, last: tuple[float, float]) -> torch.Tensor:
@@ -94,7 +108,7 @@ def fit_boxes(
     """
     count = boxes.shape[0]
     margins = torch.full((count, 4), float(margin), dtype=boxes.dtype)
-    limit = margins + MAX_WIDENING * (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    limit = margins + MAX_WIDENING * box_sizes(boxes)
     every = torch.arange(count)
     logits, iou = decode(widen_boxes(boxes, margins, last))
     scale = logits.shape[-1] / image_size  # logits pixels per input-frame pixel

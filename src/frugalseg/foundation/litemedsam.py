@@ -1,8 +1,9 @@
 """LiteMedSAM (Ma et al., MedSAM-on-laptop baseline): TinyViT image encoder + SAM prompt encoder and decoder.
 
-:class:`LiteMedSAM` is the network, working in its 256x256 input frame; :class:`LiteMedSAMSegmenter` is the
-:class:`~frugalseg.foundation.protocol.PromptableSegmenter` around it, mapping original images and prompts to
-that frame and masks back (see :mod:`frugalseg.foundation.preprocess` for the exact steps).
+:class:`~.litemedsam_network.LiteMedSAM` is the network, working in its 256x256 input frame (re-exported here);
+:class:`LiteMedSAMSegmenter` is the :class:`~frugalseg.foundation.protocol.PromptableSegmenter` around it,
+mapping original images and prompts to that frame and masks back (see :mod:`frugalseg.foundation.preprocess`
+for the exact steps).
 
 Weights come only from the local cache (``frugalseg weights fetch litemedsam``), verified by sha256.
 """
@@ -10,7 +11,7 @@ Weights come only from the local cache (``frugalseg weights fetch litemedsam``),
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ import torch
 from torch import nn
 
 from frugalseg.errors import InputError
-from frugalseg.foundation.box_fit import fit_boxes, widen_boxes
+from frugalseg.foundation.box_fit import box_sizes, fit_boxes, widen_boxes
+from frugalseg.foundation.litemedsam_network import IMAGE_SIZE, MODEL_ID, LiteMedSAM
 from frugalseg.foundation.preprocess import (
     BOX_MARGIN,
     boxes_to_model_frame,
@@ -28,123 +30,10 @@ from frugalseg.foundation.preprocess import (
     points_to_model_frame,
 )
 from frugalseg.foundation.prompts import Embedding, MaskPrediction, Prompts
-from frugalseg.foundation.sam_decoder_fast import DecoderImage, decode_fast, prepare_image
-from frugalseg.foundation.sam_mask_decoder import MaskDecoder
-from frugalseg.foundation.sam_prompt_encoder import PromptEncoder
+from frugalseg.foundation.sam_decoder_fast import DecoderImage
 from frugalseg.foundation.shape_prior import AGREEMENT_MARGIN, check_shape, ellipse_logits
-from frugalseg.foundation.tiny_vit import TinyViT
-from frugalseg.foundation.tiny_vit_fast import encode_fast
 
 __all__ = ["IMAGE_SIZE", "MODEL_ID", "LiteMedSAM", "LiteMedSAMSegmenter"]
-
-MODEL_ID = "litemedsam"
-IMAGE_SIZE = 256
-"""Side of the square model input frame."""
-
-
-class LiteMedSAM(nn.Module):
-    """The LiteMedSAM network (``image_encoder``, ``prompt_encoder``, ``mask_decoder``), randomly initialised.
-
-    Args:
-        seed: seeds the prompt encoder's random Fourier matrix (other parameters use torch's default init).
-    """
-
-    def __init__(self, *, seed: int = 0) -> None:
-        super().__init__()
-        self.image_encoder = TinyViT()
-        self.prompt_encoder = PromptEncoder(
-            embed_dim=256,
-            image_embedding_size=(64, 64),
-            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
-            mask_in_chans=16,
-            seed=seed,
-        )
-        self.mask_decoder = MaskDecoder(transformer_dim=256, num_multimask_outputs=3)
-
-    @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], *, source: str = "state_dict") -> LiteMedSAM:
-        """Build the network and load ``state_dict`` strictly; the result is in eval mode.
-
-        Raises:
-            InputError: keys or shapes differ from the LiteMedSAM architecture (``source`` names the origin).
-        """
-        model = cls()
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as error:
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "mismatch")
-            raise InputError(f"{source} does not match the LiteMedSAM architecture: {detail[:300]}") from error
-        return model.eval()
-
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Image embedding. Shape: ``(B, 3, 256, 256)`` in [0, 1] -> ``(B, 256, 64, 64)``.
-
-        In eval mode without autograd this runs :func:`~frugalseg.foundation.tiny_vit_fast.encode_fast`
-        (the same computation, fused and tiled: about 2x faster on a CPU, equal to float rounding).
-        """
-        if not self.image_encoder.training and not torch.is_grad_enabled():
-            return encode_fast(self.image_encoder, x)
-        return self.image_encoder(x)
-
-    def decode(
-        self,
-        features: torch.Tensor,
-        *,
-        boxes: torch.Tensor | None = None,
-        points: torch.Tensor | None = None,
-        point_labels: torch.Tensor | None = None,
-        multimask_output: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits for ``N`` objects of one image, prompts in the 256x256 input frame (differentiable).
-
-        Shape:
-            features: ``(1, 256, 64, 64)``; boxes: ``(N, 4)`` xyxy (max inclusive); points: ``(N, K, 2)`` xy;
-            point_labels: ``(N, K)``. Returns logits ``(N, M, 256, 256)`` and predicted IoU ``(N, M)``.
-        """
-        point_pair = None
-        if points is not None:
-            if point_labels is None:
-                raise ValueError("decode: points need point_labels")
-            point_pair = (points, point_labels)
-        sparse, dense = self.prompt_encoder(points=point_pair, boxes=boxes, masks=None)
-        return self.mask_decoder(
-            features, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=multimask_output
-        )
-
-    def prepare(self, features: torch.Tensor) -> DecoderImage:
-        """The decoder's per-image work for :meth:`decode_prepared` (no autograd). Shape: ``(1, 256, 64, 64)``."""
-        with torch.no_grad():
-            _, no_mask = self.prompt_encoder()
-            return prepare_image(self.mask_decoder, features, self.prompt_encoder.get_dense_pe(), no_mask)
-
-    def decode_prepared(
-        self,
-        image: DecoderImage,
-        *,
-        boxes: torch.Tensor | None = None,
-        points: torch.Tensor | None = None,
-        point_labels: torch.Tensor | None = None,
-        valid: tuple[int, int] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`decode` without autograd on a prepared image (:mod:`.sam_decoder_fast`, equal to float rounding);
-        ``valid``: the ``(h, w)`` of the input frame holding the image, the only pixels decoded."""
-        point_pair = None if points is None or point_labels is None else (points, point_labels)
-        with torch.no_grad():
-            sparse, _ = self.prompt_encoder(points=point_pair, boxes=boxes, masks=None)
-            return decode_fast(self.mask_decoder, image, sparse, valid=valid)
-
-    def forward(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """One box per image: ``(B, 3, 256, 256)``, ``(B, 4)`` -> low-resolution logits ``(B, 1, 256, 256)``."""
-        features = self.encode_image(x)
-        sparse, dense = self.prompt_encoder(boxes=boxes)
-        logits, _ = self.mask_decoder(features, self.prompt_encoder.get_dense_pe(), sparse, dense)
-        return logits
-
-    def decoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the prompt encoder and mask decoder (what is fine-tuned with a frozen encoder)."""
-        yield from self.prompt_encoder.parameters()
-        yield from self.mask_decoder.parameters()
 
 
 class LiteMedSAMSegmenter:
@@ -310,10 +199,7 @@ class LiteMedSAMSegmenter:
                 image_size=IMAGE_SIZE,
             )
         elif tight is not None and self.box_widen:
-            sizes = (tight[:, 2:] - tight[:, :2]).repeat(1, 2)
-            boxes = widen_boxes(
-                tight, self.box_margin + self.box_widen * sizes, last_pixel(original, image_size=IMAGE_SIZE)
-            )
+            boxes = self._widened(tight, self.box_widen, original)
             low_res, iou = self._decode(image, embedding.resized_size, boxes=boxes)
         else:
             if prompts.boxes is not None:
@@ -343,10 +229,9 @@ class LiteMedSAMSegmenter:
         given box, ``snap_to`` in original pixels, as :meth:`_ellipse`). Returns ``logits`` and ``iou`` with
         those objects replaced."""
         original = embedding.original_size
-        sizes = (given[:, 2:] - given[:, :2]).repeat(1, 2)
         to_beat = agreement + AGREEMENT_MARGIN
         for slack in self.box_slack:
-            wider = widen_boxes(given, self.box_margin + slack * sizes, last_pixel(original, image_size=IMAGE_SIZE))
+            wider = self._widened(given, slack, original)
             wider_low_res, wider_iou = self._decode(image, embedding.resized_size, boxes=wider)
             wider_logits, wider_agreement = self._ellipse(
                 logits_to_original(wider_low_res, embedding.resized_size, original, image_size=IMAGE_SIZE),
@@ -358,6 +243,13 @@ class LiteMedSAMSegmenter:
             logits[better], iou[better] = wider_logits[better], wider_iou[better]
             to_beat[better] = wider_agreement[better]
         return logits, iou
+
+    def _widened(self, boxes: torch.Tensor, fraction: float, original: tuple[int, int]) -> torch.Tensor:
+        """``(N, 4)`` model-frame boxes (no margin) widened on every side by ``box_margin`` and ``fraction`` of
+        their size, clipped to the image."""
+        return widen_boxes(
+            boxes, self.box_margin + fraction * box_sizes(boxes), last_pixel(original, image_size=IMAGE_SIZE)
+        )
 
     def _ellipse(
         self,
